@@ -1,0 +1,134 @@
+"""The ``revseg`` command: thin click commands that call the runner and render its results.
+
+Exit codes (SPEC 5): 0 all delivered; 1 rejections or a failed sync; 2 invalid project or
+usage; 3 warehouse unreachable or a query failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from revseg import __version__
+from revseg.cli.render import csv_text, table, to_json
+from revseg.errors import ProjectError, RevsegError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """What every command shares: the runner, built lazily, and the secrets to redact."""
+
+    def __init__(self, project_dir: str, target: str | None) -> None:
+        from revseg.runner import Runner
+
+        self.runner = Runner(Path(project_dir), target=target)
+
+    def redact(self, message: str) -> str:
+        project = self.runner._project
+        return project.secrets.redact(message) if project is not None else message
+
+    def out(self, message: str = "", *, err: bool = False) -> None:
+        click.echo(self.redact(message), err=err)
+
+
+def project_command(fn: F) -> F:
+    """Add --project-dir and --target, build the Context, map errors to exit codes."""
+
+    @click.option("--project-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+                  help="Directory holding revseg.yml.")
+    @click.option("--target", default=None, help="Target in revseg.yml to use (default: its target:).")
+    @functools.wraps(fn)
+    def wrapper(project_dir: str, target: str | None, **kwargs: Any) -> Any:
+        ctx = Context(project_dir, target)
+        try:
+            return fn(ctx, **kwargs)
+        except ProjectError as exc:
+            for problem in exc.problems:
+                ctx.out(str(problem), err=True)
+            count = len(exc.problems)
+            ctx.out(f"{count} problem{'s' if count != 1 else ''} found; nothing was run.", err=True)
+            sys.exit(exc.exit_code)
+        except RevsegError as exc:
+            ctx.out(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """ISO-8601; a value without a zone is UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 timestamp (e.g. 2026-11-28T17:00:00Z)") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds") + "Z" if not moment.microsecond else moment.isoformat() + "Z"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="revseg")
+def main() -> None:
+    """revseg: warehouse-native reverse ETL for real-time customer segmentation."""
+
+
+@main.command()
+@project_command
+def validate(ctx: Context) -> None:
+    """Check every file of the project, against the warehouse's columns too."""
+    project = ctx.runner.validate()
+    ctx.out(f"OK: {len(project.segments)} segments, {len(project.destinations)} destinations, "
+            f"{len(project.models)} models checked against target '{project.target_name}'.")
+
+
+@main.command(name="compile")
+@click.argument("segment")
+@click.option("--dialect", type=click.Choice(["duckdb", "postgres", "snowflake", "bigquery", "databricks"]),
+              default=None, help="SQL dialect (default: the target's).")
+@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@project_command
+def compile_(ctx: Context, segment: str, dialect: str | None, as_of: str | None) -> None:
+    """Print the SQL that computes SEGMENT's membership."""
+    ctx.out(ctx.runner.compile(segment, dialect=dialect, as_of=parse_as_of(as_of)))
+
+
+@main.command()
+@click.argument("segment")
+@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Show at most N members [default: 50].")
+@click.option("--all", "show_all", is_flag=True, help="Show every member.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
+@project_command
+def preview(ctx: Context, segment: str, as_of: str | None, limit: int | None, show_all: bool, fmt: str) -> None:
+    """Compute SEGMENT's membership (id and traits) without changing anything."""
+    if show_all and limit is not None:
+        raise click.UsageError("use --limit N or --all, not both")
+    result = ctx.runner.preview(segment, as_of=parse_as_of(as_of), limit=None if show_all else (limit if limit is not None else 50))
+    names = list(result.members[0].traits) if result.members else [t.name for t in ctx.runner.project.segments[segment].traits]
+    if fmt == "jsonl":
+        for member in result.members:
+            ctx.out(to_json({"id": member.id, "traits": member.traits}))
+        return
+    rows = [[m.id, *m.traits.values()] for m in result.members]
+    if fmt == "csv":
+        click.echo(ctx.redact(csv_text(["id", *names], rows)), nl=False)
+        return
+    ctx.out(table(["id", *names], rows))
+    ctx.out(f"\n{len(result.members)} of {result.total} members of {segment} at {iso(result.as_of)}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,74 @@
+"""Rendering of results for humans (tables) and machines (JSON Lines, CSV, JSON)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import click
+import orjson
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.isoformat() + "Z"
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
+
+
+def to_json(value: Any, *, indent: bool = False) -> str:
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    if indent:
+        option |= orjson.OPT_INDENT_2
+    return orjson.dumps(value, default=_default, option=option).decode()
+
+
+def text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (Decimal, datetime, date)):
+        rendered = _default(value)
+        return str(rendered)
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain aligned table (stable for logs and CI; rich adds nothing for a pipe)."""
+    cells = [[text(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = min(max(widths[i], len(cell)), 60)
+    def line(values: list[str]) -> str:
+        return "  ".join(v[:60].ljust(widths[i]) for i, v in enumerate(values)).rstrip()
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+def csv_text(headers: list[str], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow([text(c) for c in row])
+    return buffer.getvalue()
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    click.echo(message, err=err)

@@ -1,0 +1,58 @@
+"""The warehouse's columns, as the compiler needs them: real names and a type kind.
+
+The runner fills a Catalog from the warehouse adapter; the compiler only reads it, so
+compiling stays free of I/O and testable with a hand-made catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Kind(Enum):
+    NUMBER = "number"
+    TEXT = "text"
+    BOOL = "boolean"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    OTHER = "other"
+
+
+def classify(type_name: str) -> Kind:
+    """Map an engine's type name (``timestamp without time zone``, ``VARCHAR``...) to a Kind."""
+    name = type_name.strip().lower()
+    if "timestamp" in name or name.startswith("datetime"):
+        return Kind.TIMESTAMP
+    if name == "date":
+        return Kind.DATE
+    if name.startswith(("bool",)):
+        return Kind.BOOL
+    if any(word in name for word in ("int", "numeric", "decimal", "double", "real", "float", "number")):
+        return Kind.NUMBER
+    if any(word in name for word in ("char", "text", "string", "uuid")):
+        return Kind.TEXT
+    return Kind.OTHER
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str  # as the warehouse spells it
+    kind: Kind
+    type_name: str
+
+
+@dataclass
+class Catalog:
+    """Columns per model name; lookups are case-insensitive (engines fold case differently)."""
+
+    models: dict[str, dict[str, ColumnInfo]] = field(default_factory=dict)
+
+    def add(self, model: str, columns: list[ColumnInfo]) -> None:
+        self.models[model] = {c.name.lower(): c for c in columns}
+
+    def column(self, model: str, name: str) -> ColumnInfo | None:
+        return self.models.get(model, {}).get(name.lower())
+
+    def names(self, model: str) -> list[str]:
+        return [c.name for c in self.models.get(model, {}).values()]

@@ -1,0 +1,94 @@
+"""A segment's membership as one query: ``id`` (the primary key as text) and its traits.
+
+>>> # doctest-style sketch: compile_membership(project, catalog, "vip", as_of)
+>>> # WITH agg1 AS (SELECT o.customer_id AS k, SUM(o.amount) AS v FROM orders AS o ... GROUP BY ...)
+>>> # SELECT CAST(e.customer_id AS TEXT) AS id, e.email AS email FROM customers AS e
+>>> # LEFT JOIN agg1 ON agg1.k = e.customer_id WHERE COALESCE(COALESCE(agg1.v, 0) >= 500, FALSE)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlglot import exp
+
+from revseg.compile.catalog import Catalog
+from revseg.compile.conditions import ENTITY, ConditionCompiler, Scope, col, model_source
+from revseg.errors import Problem, ProjectError
+from revseg.spec.project import Model, Project, Segment
+
+ID = "id"
+
+
+def sql_segment_key(segment: Segment, entity: Model) -> str:
+    """The key column a ``sql:`` segment returns: the entity's primary key, ``id``, or the first."""
+    assert segment.query is not None
+    names = segment.query.named_selects
+    lowered = {name.lower(): name for name in names}
+    for candidate in (entity.primary_key or "", ID):
+        if candidate.lower() in lowered:
+            return lowered[candidate.lower()]
+    return names[0] if names else ID
+
+
+def membership_query(project: Project, catalog: Catalog, segment_name: str, as_of: datetime) -> exp.Select:
+    """Compile one segment; raise ProjectError with located problems if it cannot compile."""
+    query, problems = _membership(project, catalog, project.segments[segment_name], as_of)
+    if problems:
+        raise ProjectError(problems)
+    return query
+
+
+def check_segment(project: Project, catalog: Catalog, segment: Segment, as_of: datetime) -> list[Problem]:
+    """Every column and value problem of a segment (validation with the warehouse's columns)."""
+    return _membership(project, catalog, segment, as_of)[1]
+
+
+def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: datetime) -> tuple[exp.Select, list[Problem]]:
+    entity = project.models[segment.entity]
+    scope = Scope(project, catalog, as_of)
+    compiler = ConditionCompiler(scope, entity)
+    if segment.query is not None:
+        return _sql_segment(segment, entity, compiler), scope.problems
+    key = scope.resolve(entity.name, entity.primary_key or "", entity.key_positions.get("primary_key", entity.position))
+    if key is None:
+        return exp.select("1"), scope.problems
+    selects: list[exp.Expression] = [
+        exp.alias_(exp.cast(col(ENTITY, key.name), exp.DataType.build("TEXT")), ID, quoted=True)
+    ]
+    for trait in segment.traits:
+        tree = compiler.qualify(trait.tree, trait.position)
+        if tree is not None:
+            selects.append(exp.alias_(tree, trait.name, quoted=True))
+    assert segment.where is not None
+    condition = compiler.compile(segment.where)
+    query = exp.select(*selects).from_(model_source(entity, ENTITY))
+    for name, key_column in scope.joins:
+        on = exp.EQ(this=exp.column(key_column, table=name), expression=col(ENTITY, key.name))
+        query = query.join(exp.to_table(name), on=on, join_type="left")
+    query = query.where(condition)
+    for name, cte in scope.ctes:
+        query = query.with_(name, as_=cte)
+    return query, scope.problems
+
+
+def _sql_segment(segment: Segment, entity: Model, compiler: ConditionCompiler) -> exp.Select:
+    """``sql:`` segments: the key as text, then the declared traits (or every other column)."""
+    assert segment.query is not None
+    key = sql_segment_key(segment, entity)
+    source = exp.Subquery(this=segment.query.copy(), alias=exp.TableAlias(this=exp.to_identifier("s")))
+    selects: list[exp.Expression] = [
+        exp.alias_(exp.cast(exp.column(exp.to_identifier(key, quoted=True), table="s"), exp.DataType.build("TEXT")),
+                   ID, quoted=True)
+    ]
+    if segment.traits:
+        for trait in segment.traits:
+            tree = trait.tree.copy()
+            for column in tree.find_all(exp.Column):
+                column.set("table", exp.to_identifier("s"))
+            selects.append(exp.alias_(tree, trait.name, quoted=True))
+    else:
+        for name in segment.query.named_selects:
+            if name != key:
+                selects.append(exp.alias_(exp.column(exp.to_identifier(name, quoted=True), table="s"), name, quoted=True))
+    return exp.select(*selects).from_(source)

@@ -1,0 +1,162 @@
+"""The facade every command calls: load and validate a project, compile, preview, plan, sync.
+
+The runner never prints; the CLI renders what it returns. It is also the Python API:
+
+    >>> from revseg.runner import Runner                       # doctest: +SKIP
+    >>> Runner("path/to/project").preview("vip").members[:3]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from revseg.compile.catalog import Catalog
+from revseg.compile.membership import ID, check_segment, membership_query
+from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_mean
+from revseg.project.loader import load_project
+from revseg.runner.catalog import read_catalog
+from revseg.spec.project import Project
+from revseg.warehouse.base import Warehouse
+from revseg.warehouse.registry import warehouse_for
+
+
+def utc_now() -> datetime:
+    """Now, as naive UTC (membership never depends on the machine's time zone)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def normalize_as_of(as_of: datetime | None) -> datetime:
+    if as_of is None:
+        return utc_now()
+    if as_of.tzinfo is not None:
+        return as_of.astimezone(timezone.utc).replace(tzinfo=None)
+    return as_of
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    traits: dict[str, Any]
+
+
+@dataclass
+class PreviewResult:
+    segment: str
+    as_of: datetime
+    members: list[Member] = field(default_factory=list)
+    total: int = 0
+
+
+class Runner:
+    """One project on one target. Cheap to build; the project loads on first use."""
+
+    def __init__(self, project_dir: Path | str = ".", target: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.project_dir = Path(project_dir)
+        self.target = target
+        self.environ = environ
+        self._project: Project | None = None
+
+    @property
+    def project(self) -> Project:
+        """The loaded project (structural validation only; raises ProjectError)."""
+        if self._project is None:
+            self._project = load_project(self.project_dir, self.target, self.environ)
+        return self._project
+
+    # -- connections and validation -------------------------------------------------
+    @contextmanager
+    def warehouse(self) -> Iterator[Warehouse]:
+        with warehouse_for(self.project.target, self.project.directory) as warehouse:
+            yield warehouse
+
+    def checked(self, warehouse: Warehouse, as_of: datetime | None = None) -> Catalog:
+        """Validate the whole project against the warehouse's columns; return the catalog."""
+        catalog, problems = read_catalog(self.project, warehouse)
+        if not problems:
+            moment = normalize_as_of(as_of)
+            for segment in self.project.segments.values():
+                problems.extend(check_segment(self.project, catalog, segment, moment))
+        if problems:
+            raise ProjectError(self._redacted(problems))
+        return catalog
+
+    def _redacted(self, problems: list[Problem]) -> list[Problem]:
+        secrets = self.project.secrets
+        return [Problem(p.position, secrets.redact(p.message), p.code) for p in problems]
+
+    def validate(self) -> Project:
+        """Every check, the warehouse's columns included; raise ProjectError with all problems."""
+        with self.warehouse() as warehouse:
+            self.checked(warehouse)
+        return self.project
+
+    def segment_names(self, selectors: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """Segments matching ``--select`` (name, ``tag:T``, ``destination:D``), in dependency order."""
+        from revseg.project.segments import dependency_order
+
+        order = dependency_order(self.project.segments)
+        if not selectors:
+            return order
+        chosen: set[str] = set()
+        for selector in selectors:
+            matched = self._select(selector)
+            if not matched:
+                raise UsageError(f"--select {selector!r} matches no segment{did_you_mean(selector, order)}")
+            chosen |= matched
+        return [name for name in order if name in chosen]
+
+    def _select(self, selector: str) -> set[str]:
+        segments = self.project.segments
+        if selector.startswith("tag:"):
+            tag = selector[4:]
+            return {s.name for s in segments.values() if tag in s.tags}
+        if selector.startswith("destination:"):
+            dest = selector[len("destination:"):]
+            return {s.name for s in segments.values() if any(y.destination == dest for y in s.syncs)}
+        return {selector} if selector in segments else set()
+
+    def _segment(self, name: str) -> None:
+        if name not in self.project.segments:
+            known = sorted(self.project.segments)
+            raise UsageError(f"unknown segment '{name}'{did_you_mean(name, known)} (segments: {', '.join(known) or 'none'})")
+
+    # -- compile and preview --------------------------------------------------------
+    def compile(self, segment: str, dialect: str | None = None, as_of: datetime | None = None) -> str:
+        """The membership SQL of a segment, in ``dialect`` (default: the target's)."""
+        self._segment(segment)
+        moment = normalize_as_of(as_of)
+        with self.warehouse() as warehouse:
+            catalog = self.checked(warehouse, moment)
+            query = membership_query(self.project, catalog, segment, moment)
+            return query.sql(dialect=dialect or warehouse.dialect, pretty=True)
+
+    def preview(self, segment: str, as_of: datetime | None = None, limit: int | None = None) -> PreviewResult:
+        """Compute membership without writing anything. ``limit=None`` returns every member."""
+        self._segment(segment)
+        moment = normalize_as_of(as_of)
+        with self.warehouse() as warehouse:
+            catalog = self.checked(warehouse, moment)
+            query = membership_query(self.project, catalog, segment, moment)
+            members_q = exp.select("*").from_(query.subquery("m")).order_by(exp.column(ID, quoted=True))
+            if limit is not None:
+                members_q = members_q.limit(limit)
+            count_q = exp.select(exp.Count(this=exp.Star())).from_(query.subquery("m"))
+            rows = warehouse.fetchall(members_q)
+            total = int(warehouse.fetchall(count_q)[0][0])
+            columns = query.named_selects
+            result = PreviewResult(segment, moment, total=total)
+            for row in rows:
+                record = dict(zip(columns, row, strict=False))
+                result.members.append(Member(str(record.pop(ID)), record))
+            return result
+
+
+__all__ = ["Runner", "Member", "PreviewResult", "Position", "utc_now"]

@@ -1,0 +1,1 @@
+"""Resolved domain objects the compiler and runner see (the "parsed" layer)."""

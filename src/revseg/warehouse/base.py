@@ -1,0 +1,110 @@
+"""The warehouse adapter interface: the only place a sqlglot tree becomes a SQL string.
+
+An adapter knows one engine: how to connect (drivers are imported inside ``connect`` so
+``revseg --help`` stays fast), its sqlglot dialect, the session settings that make results
+independent of the machine (UTC), and how to read column types. Everything else in revseg
+hands it expression trees.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from sqlglot import exp
+
+log = logging.getLogger("revseg.warehouse")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # the engine's own type name
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table the user named: ``schema.table`` or just ``table`` (the target's schema)."""
+
+    name: str
+    schema: str | None = None
+    catalog: str | None = None
+
+    def to_exp(self) -> exp.Table:
+        return exp.table_(self.name, db=self.schema, catalog=self.catalog, quoted=True)
+
+
+class Warehouse(ABC):
+    """A connection to one engine. Use as a context manager."""
+
+    #: sqlglot dialect name used to render every tree.
+    dialect: ClassVar[str]
+    #: the target type name in revseg.yml (``duckdb``, ``postgres`` ...).
+    type_name: ClassVar[str]
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = dict(config)
+
+    # -- connection ----------------------------------------------------------------
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection and set the session to UTC. Raise WarehouseError on failure."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Warehouse:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- rendering -----------------------------------------------------------------
+    def render(self, expression: exp.Expression) -> str:
+        """Render a tree in this engine's dialect (identifiers quoted by sqlglot)."""
+        return expression.sql(dialect=self.dialect, identify=False)
+
+    # -- execution -----------------------------------------------------------------
+    @abstractmethod
+    def execute(self, expression: exp.Expression | str) -> None:
+        """Run a statement for its effect. Strings are only for driver pragmas."""
+
+    @abstractmethod
+    def fetchall(self, expression: exp.Expression) -> list[tuple[Any, ...]]:
+        """Run a query and return all rows (small results only)."""
+
+    @abstractmethod
+    def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Stream a query's result as Arrow record batches of at most ``batch_size`` rows."""
+
+    @abstractmethod
+    def columns(self, table: TableRef) -> list[Column] | None:
+        """The table's columns in order, or None when it does not exist."""
+
+    @abstractmethod
+    def query_columns(self, query: exp.Query) -> list[Column]:
+        """The output columns of a query (runs it with LIMIT 0)."""
+
+    @abstractmethod
+    def begin(self) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def rollback(self) -> None: ...
+
+    def execute_many(self, statements: Sequence[exp.Expression]) -> None:
+        for statement in statements:
+            self.execute(statement)
+
+    @property
+    def default_schema(self) -> str | None:
+        """The schema unqualified tables resolve to (the target's ``schema``)."""
+        value = self.config.get("schema")
+        return str(value) if value else None

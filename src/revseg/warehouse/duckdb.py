@@ -1,0 +1,116 @@
+"""Embedded DuckDB, the default engine. A relative ``path`` is relative to the project dir."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from revseg.errors import WarehouseError
+from revseg.warehouse.base import Column, TableRef, Warehouse
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+    type_name = "duckdb"
+
+    def __init__(self, config: dict[str, Any], project_dir: Path) -> None:
+        super().__init__(config)
+        raw = str(config.get("path") or "warehouse.duckdb")
+        self.path = raw if raw == ":memory:" else str((project_dir / raw).resolve())
+        self.project_dir = project_dir
+        self._conn: Any = None
+
+    def connect(self) -> None:
+        import duckdb
+
+        fresh = self.path != ":memory:" and not Path(self.path).exists()
+        try:
+            self._conn = duckdb.connect(self.path, read_only=bool(self.config.get("read_only")))
+            self._conn.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
+        if fresh:
+            self._seed()
+        if self.config.get("schema"):
+            self.execute(exp.Use(this=exp.to_identifier(str(self.config["schema"]))))
+
+    def _seed(self) -> None:
+        """Run the target's ``seed:`` scripts once, when the database file is new (demo data)."""
+        for script in self.config.get("seed") or []:
+            path = self.project_dir / script
+            try:
+                statements = sqlglot.parse(path.read_text(encoding="utf-8"), read="duckdb")
+            except (OSError, sqlglot.errors.ParseError) as exc:
+                self.close()
+                Path(self.path).unlink(missing_ok=True)
+                raise WarehouseError(f"seed script {script} failed: {exc}") from None
+            try:
+                self._conn.execute("BEGIN")
+                for statement in statements:
+                    if statement is not None:
+                        self._conn.execute(statement.sql(dialect="duckdb"))
+                self._conn.execute("COMMIT")
+            except Exception as exc:
+                self.close()
+                Path(self.path).unlink(missing_ok=True)
+                raise WarehouseError(f"seed script {script} failed: {exc}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, expression: exp.Expression | str) -> Any:
+        import duckdb
+
+        sql = expression if isinstance(expression, str) else self.render(expression)
+        try:
+            return self._conn.execute(sql)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
+
+    def execute(self, expression: exp.Expression | str) -> None:
+        self._run(expression)
+
+    def fetchall(self, expression: exp.Expression) -> list[tuple[Any, ...]]:
+        return list(self._run(expression).fetchall())
+
+    def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
+        reader = self._run(expression).to_arrow_reader(batch_size)
+        yield from reader
+
+    def columns(self, table: TableRef) -> list[Column] | None:
+        query = (
+            exp.select("column_name", "data_type")
+            .from_("information_schema.columns")
+            .where(exp.EQ(this=exp.column("table_name"), expression=exp.Literal.string(table.name)))
+            .order_by("ordinal_position")
+        )
+        schema = table.schema or self.config.get("schema")
+        if schema:
+            query = query.where(exp.EQ(this=exp.column("table_schema"), expression=exp.Literal.string(schema)))
+        else:
+            query = query.where(exp.EQ(this=exp.column("table_schema"), expression=exp.func("current_schema")))
+        if table.catalog:
+            query = query.where(exp.EQ(this=exp.column("table_catalog"), expression=exp.Literal.string(table.catalog)))
+        rows = self.fetchall(query)
+        return [Column(name, type_name) for name, type_name in rows] or None
+
+    def query_columns(self, query: exp.Query) -> list[Column]:
+        limited = exp.select("*").from_(exp.Subquery(this=query.copy(), alias=exp.TableAlias(this=exp.to_identifier("q")))).limit(0)
+        cursor = self._run(limited)
+        return [Column(d[0], str(d[1])) for d in cursor.description]
+
+    def begin(self) -> None:
+        self._conn.execute("BEGIN TRANSACTION")
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._conn.execute("ROLLBACK")

@@ -1,0 +1,118 @@
+"""PostgreSQL through psycopg 3 (imported in ``connect``). Sessions run in UTC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from revseg.errors import WarehouseError
+from revseg.warehouse.base import Column, TableRef, Warehouse
+
+
+class PostgresWarehouse(Warehouse):
+    dialect = "postgres"
+    type_name = "postgres"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._conn: Any = None
+
+    def connect(self) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise WarehouseError("the postgres target needs psycopg: pip install 'revseg[postgres]'") from None
+        params = {
+            "host": self.config.get("host"),
+            "port": self.config.get("port"),
+            "user": self.config.get("user"),
+            "password": self.config.get("password"),
+            "dbname": self.config.get("database"),
+            "sslmode": self.config.get("sslmode"),
+            "connect_timeout": self.config.get("connect_timeout", 10),
+        }
+        try:
+            self._conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None}, autocommit=True)
+            self._conn.execute("SET TIME ZONE 'UTC'")
+            if self.config.get("schema"):
+                from psycopg import sql
+
+                schema = sql.Identifier(str(self.config["schema"]))
+                self._conn.execute(sql.SQL("SET search_path TO {}").format(schema))
+        except psycopg.Error as exc:
+            where = f"{params['host']}:{params['port']}/{params['dbname']}"
+            raise WarehouseError(f"cannot connect to PostgreSQL at {where}: {str(exc).strip()}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, expression: exp.Expression | str) -> Any:
+        import psycopg
+
+        sql = expression if isinstance(expression, str) else self.render(expression)
+        try:
+            return self._conn.execute(sql)
+        except psycopg.Error as exc:
+            raise WarehouseError(f"query failed on PostgreSQL: {str(exc).strip()}\n  query: {sql[:500]}") from None
+
+    def execute(self, expression: exp.Expression | str) -> None:
+        self._run(expression)
+
+    def fetchall(self, expression: exp.Expression) -> list[tuple[Any, ...]]:
+        return list(self._run(expression).fetchall())
+
+    def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
+        sql = self.render(expression)
+        with self._conn.cursor(name="revseg_stream") as cursor:
+            cursor.execute(sql)
+            names = [d.name for d in cursor.description]
+            while rows := cursor.fetchmany(batch_size):
+                columns = list(zip(*rows)) if rows else [[] for _ in names]
+                yield pa.RecordBatch.from_arrays([pa.array(list(c)) for c in columns], names=names)
+
+    def columns(self, table: TableRef) -> list[Column] | None:
+        schema: exp.Expression = (
+            exp.Literal.string(table.schema or str(self.config["schema"]))
+            if (table.schema or self.config.get("schema"))
+            else exp.func("current_schema")
+        )
+        query = (
+            exp.select("column_name", "data_type")
+            .from_("information_schema.columns")
+            .where(exp.EQ(this=exp.column("table_name"), expression=exp.Literal.string(table.name)))
+            .where(exp.EQ(this=exp.column("table_schema"), expression=schema))
+            .order_by("ordinal_position")
+        )
+        rows = self.fetchall(query)
+        return [Column(name, type_name) for name, type_name in rows] or None
+
+    def query_columns(self, query: exp.Query) -> list[Column]:
+        limited = exp.select("*").from_(
+            exp.Subquery(this=query.copy(), alias=exp.TableAlias(this=exp.to_identifier("q")))
+        ).limit(0)
+        cursor = self._run(limited)
+        return [Column(d.name, _type_name(self._conn, d.type_code)) for d in cursor.description]
+
+    def begin(self) -> None:
+        self._conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._conn.execute("ROLLBACK")
+
+
+def _type_name(conn: Any, oid: int) -> str:
+    from psycopg.types import TypeInfo
+
+    info = conn.adapters.types.get(oid)
+    if info is None:
+        fetched = TypeInfo.fetch(conn, oid) if isinstance(oid, str) else None
+        return fetched.name if fetched else "unknown"
+    return str(info.name)
