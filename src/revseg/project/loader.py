@@ -35,6 +35,20 @@ def load_project(
     environ: Mapping[str, str] | None = None,
 ) -> Project:
     """Read, render and validate every file of the project; raise ProjectError on problems."""
+    project, problems = read_project(project_dir, target, environ)
+    if problems or project is None:
+        raise ProjectError(problems)
+    return project
+
+
+def read_project(
+    project_dir: Path | str,
+    target: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Project | None, list[Problem]]:
+    """Like load_project, but return what loaded beside the problems, so a caller can go on
+    to check the valid parts (columns) and report everything at once. Raises ProjectError
+    only when nothing usable loaded."""
     directory = Path(project_dir).resolve()
     path = directory / PROJECT_FILE
     if not path.is_file():
@@ -83,8 +97,7 @@ def load_project(
     destinations = _load_destinations(directory, renderer, problems)
     problems.extend(check_references(segments))
     problems.extend(_check_syncs(segments, destinations))
-    if problems:
-        raise ProjectError([Problem(p.position, secrets.redact(p.message), p.code) for p in problems])
+    problems = [Problem(p.position, secrets.redact(p.message), p.code) for p in problems]
     return Project(
         name=spec.name,
         directory=directory,
@@ -101,7 +114,7 @@ def load_project(
         serve=spec.serve.model_dump() if spec.serve else {"api_token": None, "write_key": None},
         history_retention=spec.history_retention,
         refresh=spec.refresh,
-    )
+    ), problems
 
 
 def _renderer(doc: YamlDoc, secrets: Secrets, environ: Mapping[str, str] | None, problems: list[Problem]) -> Renderer:

@@ -58,7 +58,14 @@ def validate_spec(
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, [_problem(model, doc, path, error, what) for error in exc.errors()]
+        errors = exc.errors()
+    problems = [_problem(model, doc, path, error, what) for error in errors]
+    # keep going without the offending keys, so the rest of the node is checked too
+    bad = {error["loc"][0] for error in errors if error["loc"]}
+    try:
+        return model.model_validate({k: v for k, v in data.items() if k not in bad}), problems
+    except ValidationError:
+        return None, problems
 
 
 def _problem(

@@ -93,10 +93,32 @@ class Runner:
         return [Problem(p.position, secrets.redact(p.message), p.code) for p in problems]
 
     def validate(self) -> Project:
-        """Every check, the warehouse's columns included; raise ProjectError with all problems."""
-        with self.warehouse() as warehouse:
-            self.checked(warehouse)
-        return self.project
+        """Every check, the warehouse's columns included; raise ProjectError with all problems.
+
+        Column checks run on whatever loaded even when files have other problems, so one run
+        reports everything; if the warehouse is unreachable then, the file problems win.
+        """
+        from revseg.errors import WarehouseError
+        from revseg.project.loader import read_project
+
+        project, problems = read_project(self.project_dir, self.target, self.environ)
+        if not problems:
+            assert project is not None
+            self._project = project
+            with self.warehouse() as warehouse:
+                self.checked(warehouse)
+            return project
+        if project is not None and project.target:
+            try:
+                with warehouse_for(project.target, project.directory) as warehouse:
+                    catalog, found = read_catalog(project, warehouse)
+                    problems += found
+                    for segment in project.segments.values():
+                        problems += check_segment(project, catalog, segment, utc_now())
+            except WarehouseError:
+                pass
+            problems = [Problem(p.position, project.secrets.redact(p.message), p.code) for p in problems]
+        raise ProjectError(problems)
 
     def segment_names(self, selectors: list[str] | tuple[str, ...] = ()) -> list[str]:
         """Segments matching ``--select`` (name, ``tag:T``, ``destination:D``), in dependency order."""
