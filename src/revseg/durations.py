@@ -32,8 +32,11 @@ def parse_duration(text: object) -> timedelta:
     """
     if isinstance(text, timedelta):
         return text
-    if not isinstance(text, str) or isinstance(text, bool):
-        raise ValueError(f"bad duration {text!r}: {_EXPECTED}")
+    if not isinstance(text, str):
+        # ValueError, not TypeError: pydantic turns only ValueError into a located problem.
+        raise ValueError(  # noqa: TRY004
+            f"bad duration {text!r}: {_EXPECTED}"
+        )
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"bad duration {text!r}: {_EXPECTED}")

@@ -130,5 +130,67 @@ def preview(ctx: Context, segment: str, as_of: str | None, limit: int | None, sh
     ctx.out(f"\n{len(result.members)} of {result.total} members of {segment} at {iso(result.as_of)}", err=True)
 
 
+def _select_option(fn: F) -> F:
+    return click.option("--select", "-s", "select", multiple=True,
+                        help="Segment name, tag:NAME or destination:NAME (repeatable).")(fn)
+
+
+@main.command()
+@_select_option
+@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@project_command
+def plan(ctx: Context, select: tuple[str, ...], as_of: str | None) -> None:
+    """Show what the next sync would add, remove, update and trigger; send nothing."""
+    report = ctx.runner.plan(select, as_of=parse_as_of(as_of))
+    rows = [[s.segment, s.destination, s.mode, s.added, s.removed, s.updated, s.triggered, s.skipped]
+            for s in report.syncs]
+    for seg in report.segments:
+        ctx.out(f"{seg.name}: {seg.members} members ({seg.entered:+d} entering, {-seg.exited:+d} leaving)")
+    if rows:
+        ctx.out()
+        ctx.out(table(["segment", "destination", "mode", "add", "remove", "update", "trigger", "skipped"], rows))
+
+
+@main.command()
+@_select_option
+@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@click.option("--full-refresh", is_flag=True, help="Evaluate every segment in full.")
+@click.option("--max-remove-pct", type=click.FloatRange(0, 100), default=None,
+              help="Fail a mirror sync that would remove more than this % of its audience.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run's results.")
+@project_command
+def sync(ctx: Context, select: tuple[str, ...], as_of: str | None, full_refresh: bool,
+         max_remove_pct: float | None, as_json: bool) -> None:
+    """Compute segments, diff them in the warehouse, deliver the changes, commit."""
+    from revseg.cli.progress import ProgressView
+
+    with ProgressView(enabled=not as_json and sys.stderr.isatty()) as view:
+        report = ctx.runner.sync(select, as_of=parse_as_of(as_of), full_refresh=full_refresh,
+                                 max_remove_pct=max_remove_pct, progress=view.update)
+    if as_json:
+        ctx.out(to_json(report.as_json()))
+    else:
+        ctx.out(summary(report))
+    sys.exit(report.exit_code)
+
+
+def summary(report: Any) -> str:
+    lines = [f"run {report.run_id} at {iso(report.as_of)}: {report.status}"]
+    for seg in report.segments:
+        lines.append(f"  {seg.name}: {seg.members} members, {seg.entered} entered, {seg.exited} exited "
+                     f"({seg.seconds:.2f}s)")
+    for s in report.syncs:
+        counts = f"+{s.added} -{s.removed} ~{s.updated}"
+        if s.mode == "trigger":
+            counts = f"{s.triggered} triggered"
+        extra = "".join(f", {n} {k}" for k, n in (("rejected", s.rejected), ("skipped", s.skipped)) if n)
+        lines.append(f"  {s.segment} -> {s.destination} ({s.mode}): {counts}{extra} [{s.status}]")
+        if s.error:
+            lines.append(f"    error: {s.error}")
+        for rejection in s.rejections[:5]:
+            lines.append(f"    rejected {rejection['id']}: {rejection['reason']}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -72,6 +72,24 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     return query, scope.problems
 
 
+def traits_query(project: Project, catalog: Catalog, segment_name: str) -> exp.Select:
+    """``id`` and the traits of every entity (no condition): traits of entities that left."""
+    segment = project.segments[segment_name]
+    entity = project.models[segment.entity]
+    scope = Scope(project, catalog, datetime.min)
+    compiler = ConditionCompiler(scope, entity)
+    key = catalog.column(entity.name, entity.primary_key or "")
+    assert key is not None
+    selects: list[exp.Expression] = [
+        exp.alias_(exp.cast(col(ENTITY, key.name), exp.DataType.build("TEXT")), ID, quoted=True)
+    ]
+    for trait in segment.traits:
+        tree = compiler.qualify(trait.tree, trait.position)
+        if tree is not None:
+            selects.append(exp.alias_(tree, trait.name, quoted=True))
+    return exp.select(*selects).from_(model_source(entity, ENTITY))
+
+
 def _sql_segment(segment: Segment, entity: Model, compiler: ConditionCompiler) -> exp.Select:
     """``sql:`` segments: the key as text, then the declared traits (or every other column)."""
     assert segment.query is not None

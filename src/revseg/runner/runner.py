@@ -22,6 +22,9 @@ from revseg.compile.membership import ID, check_segment, membership_query
 from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_mean
 from revseg.project.loader import load_project
 from revseg.runner.catalog import read_catalog
+from revseg.runner.reports import RunReport
+from revseg.runner.sync import Progress, SyncOptions, SyncRun
+from revseg.state.store import StateStore
 from revseg.spec.project import Project
 from revseg.warehouse.base import Warehouse
 from revseg.warehouse.registry import warehouse_for
@@ -179,6 +182,38 @@ class Runner:
                 record = dict(zip(columns, row, strict=False))
                 result.members.append(Member(str(record.pop(ID)), record))
             return result
+
+
+    # -- plan and sync --------------------------------------------------------------
+    def sync(self, selectors: list[str] | tuple[str, ...] = (), as_of: datetime | None = None,
+             full_refresh: bool = False, max_remove_pct: float | None = None,
+             progress: Progress | None = None, lock_wait_seconds: float = 30.0,
+             destination_extra: dict[str, Any] | None = None) -> RunReport:
+        """Compute, diff, deliver and commit the selected segments' syncs."""
+        options = SyncOptions(normalize_as_of(as_of), full_refresh=full_refresh, max_remove_pct=max_remove_pct,
+                              lock_wait_seconds=lock_wait_seconds)
+        return self._run(selectors, options, progress, destination_extra)
+
+    def plan(self, selectors: list[str] | tuple[str, ...] = (), as_of: datetime | None = None) -> RunReport:
+        """What the next sync would add, remove, update and trigger, per sync; sends nothing."""
+        return self._run(selectors, SyncOptions(normalize_as_of(as_of), dry_run=True), None, None)
+
+    def _run(self, selectors: list[str] | tuple[str, ...], options: SyncOptions, progress: Progress | None,
+             destination_extra: dict[str, Any] | None) -> RunReport:
+        names = self.segment_names(selectors)
+        only = self._sync_filter(selectors)
+        with self.warehouse() as warehouse:
+            catalog = self.checked(warehouse, options.as_of)
+            store = StateStore(warehouse, self.project.state_schema)
+            run = SyncRun(self.project, catalog, store, options, utc_now, progress, destination_extra)
+            return run.run(names, only)
+
+    def _sync_filter(self, selectors: list[str] | tuple[str, ...]) -> set[str] | None:
+        """``destination:D`` selects only that destination's syncs of the chosen segments."""
+        dests = {s[len("destination:"):] for s in selectors if s.startswith("destination:")}
+        if not dests or len(dests) != len(selectors):
+            return None
+        return {y.name for seg in self.project.segments.values() for y in seg.syncs if y.destination in dests}
 
 
 __all__ = ["Runner", "Member", "PreviewResult", "Position", "utc_now"]

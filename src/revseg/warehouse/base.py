@@ -91,6 +91,13 @@ class Warehouse(ABC):
         """The output columns of a query (runs it with LIMIT 0)."""
 
     @abstractmethod
+    def insert_arrow(self, table: exp.Table, data: pa.Table) -> None:
+        """Append ``data`` (columns named as the table's) through the driver's bulk path."""
+
+    @abstractmethod
+    def schema_exists(self, schema: str) -> bool: ...
+
+    @abstractmethod
     def begin(self) -> None: ...
 
     @abstractmethod

@@ -81,7 +81,13 @@ class DuckDBWarehouse(Warehouse):
         return list(self._run(expression).fetchall())
 
     def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
-        reader = self._run(expression).to_arrow_reader(batch_size)
+        import duckdb
+
+        sql = self.render(expression)
+        try:
+            reader = self._conn.sql(sql).to_arrow_reader(batch_size)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
         yield from reader
 
     def columns(self, table: TableRef) -> list[Column] | None:
@@ -105,6 +111,25 @@ class DuckDBWarehouse(Warehouse):
         limited = exp.select("*").from_(exp.Subquery(this=query.copy(), alias=exp.TableAlias(this=exp.to_identifier("q")))).limit(0)
         cursor = self._run(limited)
         return [Column(d[0], str(d[1])) for d in cursor.description]
+
+    def insert_arrow(self, table: exp.Table, data: pa.Table) -> None:
+        view = "revseg_arrow_input"
+        self._conn.register(view, data)
+        try:
+            columns = [exp.to_identifier(name, quoted=True) for name in data.column_names]
+            insert = exp.insert(
+                exp.select(*columns).from_(view),
+                exp.Schema(this=table.copy(), expressions=columns),
+            )
+            self._run(insert)
+        finally:
+            self._conn.unregister(view)
+
+    def schema_exists(self, schema: str) -> bool:
+        query = exp.select("1").from_("information_schema.schemata").where(
+            exp.EQ(this=exp.column("schema_name"), expression=exp.Literal.string(schema))
+        )
+        return bool(self.fetchall(query))
 
     def begin(self) -> None:
         self._conn.execute("BEGIN TRANSACTION")

@@ -98,6 +98,25 @@ class PostgresWarehouse(Warehouse):
         cursor = self._run(limited)
         return [Column(d.name, _type_name(self._conn, d.type_code)) for d in cursor.description]
 
+    def insert_arrow(self, table: exp.Table, data: pa.Table) -> None:
+        from psycopg import sql
+
+        names = data.column_names
+        target = sql.SQL(self.render(table))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
+        try:
+            with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in zip(*(column.to_pylist() for column in data.columns), strict=True):
+                    copy.write_row(row)
+        except Exception as exc:
+            raise WarehouseError(f"bulk insert into {self.render(table)} failed: {str(exc).strip()}") from None
+
+    def schema_exists(self, schema: str) -> bool:
+        query = exp.select("1").from_("information_schema.schemata").where(
+            exp.EQ(this=exp.column("schema_name"), expression=exp.Literal.string(schema))
+        )
+        return bool(self.fetchall(query))
+
     def begin(self) -> None:
         self._conn.execute("BEGIN")
 

@@ -1,0 +1,315 @@
+"""One sync run: stage each selected segment, commit its snapshot, then deliver each sync's
+delta batch by batch under the protocol of :mod:`revseg.state.store`.
+
+Only the delta leaves the warehouse, a page at a time. Batching, identifiers, templates,
+guardrails and state commits live here; destinations only send a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+import orjson
+
+from revseg.compile.catalog import Catalog
+from revseg.compile.delta import HASH, DeltaSpec, delta_query, stage_query
+from revseg.compile.membership import membership_query, traits_query
+from revseg.destinations.base import Batch, DeliverySettings, Destination, Operation
+from revseg.destinations.registry import get_destination_type
+from revseg.errors import DeliveryError, TransientDeliveryError
+from revseg.runner.reports import RunReport, SegmentReport, SyncReport
+from revseg.spec.project import Project, Segment, Sync
+from revseg.state.lock import SegmentLock
+from revseg.state.store import StateStore
+
+SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
+_TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def new_run_id(now: datetime) -> str:
+    """``r20261128T170000Z-3f2a``: sortable by start time, unique by a random suffix."""
+    return f"r{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class SyncOptions:
+    as_of: datetime
+    full_refresh: bool = False
+    max_remove_pct: float | None = None
+    dry_run: bool = False  # plan: compute deltas, send nothing
+    lock_wait_seconds: float = 30.0
+
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class SyncRun:
+    """Executes a run over selected segments; returns a RunReport."""
+
+    def __init__(self, project: Project, catalog: Catalog, store: StateStore, options: SyncOptions,
+                 clock: Callable[[], datetime], progress: Progress | None = None,
+                 destination_extra: dict[str, Any] | None = None) -> None:
+        self.project = project
+        self.catalog = catalog
+        self.store = store
+        self.options = options
+        self.clock = clock
+        self.progress = progress or (lambda _kind, _data: None)
+        self.extra = destination_extra or {}
+        self.report = RunReport(new_run_id(clock()), options.as_of)
+        self.seq = 0
+        self.lock: SegmentLock | None = None
+
+    # -- the run --------------------------------------------------------------------
+    def run(self, segments: list[str], syncs: set[str] | None = None) -> RunReport:
+        self.store.ensure()
+        if self.options.dry_run:
+            for name in segments:
+                self._plan_segment(self.project.segments[name], syncs)
+            return self.report
+        self.lock = SegmentLock(self.store, self.report.run_id, self.clock)
+        self.lock.acquire(segments, self.options.lock_wait_seconds)
+        try:
+            self.store.start_run(self.report.run_id, "sync", self.options.as_of, self.clock())
+            for name in segments:
+                self._segment(self.project.segments[name], syncs)
+            self.store.finish_run(self.report.run_id, self.report.status, self.clock())
+        finally:
+            self.lock.release()
+        return self.report
+
+    def _selected(self, segment: Segment, syncs: set[str] | None) -> list[Sync]:
+        return [s for s in segment.syncs if syncs is None or s.name in syncs]
+
+    def _segment(self, segment: Segment, syncs: set[str] | None) -> None:
+        started = time.monotonic()
+        self.progress("segment", {"segment": segment.name})
+        membership = membership_query(self.project, self.catalog, segment.name, self.options.as_of)
+        traits = [t.name for t in segment.traits] if segment.where is not None else list(membership.named_selects[1:])
+        members = self.store.stage(segment.name, stage_query(membership, traits))
+        entered, exited = self.store.commit_segment(segment.name, self.options.as_of, self.project.history_retention)
+        report = SegmentReport(segment.name, "full", members, entered, exited)
+        self.report.segments.append(report)
+        chosen = self._selected(segment, syncs)
+        for sync in chosen:
+            self.report.syncs.append(self._sync(segment, sync, traits))
+        report.seconds = time.monotonic() - started
+        self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
+                                      _definition_hash(segment), self.clock())
+        self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
+
+    def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:
+        membership = membership_query(self.project, self.catalog, segment.name, self.options.as_of)
+        traits = [t.name for t in segment.traits] if segment.where is not None else list(membership.named_selects[1:])
+        staged = stage_query(membership, traits).subquery("stage")
+        members = int(self.store.scalar(_count(staged.copy())))
+        entered, exited = self.store.plan_segment(segment.name, staged.copy())
+        self.report.segments.append(SegmentReport(segment.name, "full", members, entered, exited))
+        for sync in self._selected(segment, syncs):
+            report = SyncReport(segment.name, sync.destination, sync.mode)
+            query = self._delta(segment, sync, traits, staged.copy())
+            counts = self.store.count_delta(query)
+            _fill_counts(report, counts)
+            report.skipped = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else 0
+            report.finish()
+            self.report.syncs.append(report)
+
+    # -- one sync -------------------------------------------------------------------
+    def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any) -> Any:
+        caps = get_destination_type(self.project.destinations[sync.destination].type).capabilities
+        spec = DeltaSpec(
+            sync=sync.name, mode=sync.mode, traits=tuple(traits), max_attempts=sync.max_attempts,
+            supports_update=caps.supports_update, on=sync.on, cooldown=sync.cooldown,
+            first_run=self.store.first_run(sync.name), backfill=sync.backfill,
+        )
+        exit_traits = None
+        if sync.mode == "trigger" and sync.on == "exit":
+            exit_traits = traits_query(self.project, self.catalog, segment.name)
+        return delta_query(spec, stage, self.store.t("sync_members"), self.store.t("rejections"),
+                           self.store.t("triggers"), self.options.as_of, exit_traits)
+
+    def _sync(self, segment: Segment, sync: Sync, traits: list[str]) -> SyncReport:
+        started = time.monotonic()
+        report = SyncReport(segment.name, sync.destination, sync.mode)
+        self.store.recover(sync.name)
+        query = self._delta(segment, sync, traits, self.store.stage_table(segment.name))
+        self.store.mark_started(sync.name, self.report.run_id, self.clock())
+        counts = self.store.materialize_delta(sync.name, query)
+        blocked = self._guardrail(sync, counts.get("remove", 0))
+        if blocked:
+            report.error = blocked
+        else:
+            if sync.mode == "trigger":
+                self.store.apply_bookkeeping(sync.name, sync.on, self.clock())
+                report.suppressed = counts.get("suppress", 0)
+            try:
+                self._deliver(segment, sync, report, sum(counts.get(op, 0) for op in SENDS[sync.mode]))
+            except DeliveryError as exc:
+                report.error = str(exc)
+        report.finish()
+        report.seconds = time.monotonic() - started
+        self.store.record_sync_run(self.report.run_id, report, self.options.as_of, self.clock())
+        self.progress("sync_done", {"sync": sync.name, "report": report})
+        return report
+
+    def _guardrail(self, sync: Sync, removes: int) -> str | None:
+        if sync.mode != "mirror" or removes == 0:
+            return None
+        held = self.store.held(sync.name)
+        pct = 100.0 * removes / held if held else 0.0
+        limit_pct = self.options.max_remove_pct if self.options.max_remove_pct is not None else sync.max_remove_pct
+        if sync.max_removes is not None and removes > sync.max_removes:
+            return (f"guardrail: would remove {removes} of {held} records, more than max_removes "
+                    f"{sync.max_removes}; nothing was sent. If this is intended, raise max_removes for this sync.")
+        if limit_pct is not None and pct > limit_pct:
+            return (f"guardrail: would remove {removes} of {held} records ({pct:.1f}%), more than "
+                    f"max_remove_pct {limit_pct:g}%; nothing was sent. If this is intended, rerun with "
+                    f"--max-remove-pct {min(100, int(pct) + 1)}.")
+        return None
+
+    def _destination(self, sync: Sync) -> Destination:
+        config = self.project.destinations[sync.destination]
+        kind = get_destination_type(config.type)
+        settings = DeliverySettings(
+            batch_size=config.batch_size, rate_limit_per_s=config.rate_limit_per_s, max_retries=config.max_retries,
+            extra={"project_dir": self.project.directory, **self.extra},
+        )
+        return kind(config.name, config.options, settings)
+
+    def _batch_size(self, sync: Sync, destination: Destination) -> int:
+        sizes = [destination.capabilities.max_batch_size, sync.batch_size, destination.settings.batch_size]
+        return max(1, min(s for s in sizes if s))
+
+    def _deliver(self, segment: Segment, sync: Sync, report: SyncReport, total: int) -> None:
+        if total == 0:
+            return
+        trigger_on = sync.on if sync.mode == "trigger" else None
+        ops = SENDS[sync.mode]
+        with self._destination(sync) as destination:
+            size = self._batch_size(sync, destination)
+            after = 0
+            number = 0
+            sent = 0
+            while True:
+                page = self.store.read_delta(sync.name, after, size, ops)
+                if page.num_rows == 0:
+                    break
+                rows = page.to_pylist()
+                after = int(rows[-1]["rn"])
+                operations, hashes, skipped, failed = self._operations(sync, rows)
+                report.skipped += skipped
+                sent += len(rows)
+                if not operations and not failed:
+                    continue
+                number += 1
+                self.seq += 1
+                self._send(destination, segment, sync, report, number, operations, hashes, failed, trigger_on)
+                if self.lock is not None:
+                    self.lock.renew()
+                self.progress("batch", {"sync": sync.name, "done": sent, "total": total})
+            report.batches = number
+
+    def _send(self, destination: Destination, segment: Segment, sync: Sync, report: SyncReport, number: int,
+              operations: list[Operation], hashes: dict[str, str | None], failed: dict[str, str],
+              trigger_on: str | None) -> None:
+        state_rows = [{"id": op.id, "op": op.op, "hash": hashes.get(op.id), "payload": _payload(op)} for op in operations]
+        state_rows += [{"id": i, "op": "trigger", "hash": None, "payload": None} for i in failed]
+        self.store.mark_inflight(sync.name, self.report.run_id, number, state_rows, trigger_on=trigger_on,
+                                 as_of=self.options.as_of, now=self.clock())
+        batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of, tuple(operations))
+        rejected = dict(failed)
+        try:
+            result = destination.send(batch) if operations else None
+        except TransientDeliveryError:
+            raise  # at-most-once for triggers; mirror rows stay pending and are resent next run
+        except DeliveryError as exc:
+            if trigger_on is None:
+                raise
+            # the API refused the whole batch: nothing was sent, so the triggers may be retried
+            rejected.update({op.id: f"batch failed: {exc}" for op in operations})
+            result = None
+        if result is not None:
+            rejected.update(result.rejected)
+        self.store.acknowledge(sync.name, self.report.run_id, number, rejected, trigger_on=trigger_on, now=self.clock())
+        for op in operations:
+            if op.id in rejected:
+                continue
+            if op.op == "add":
+                report.added += 1
+            elif op.op == "remove":
+                report.removed += 1
+            elif op.op == "update":
+                report.updated += 1
+            else:
+                report.triggered += 1
+        report.rejected += len(rejected)
+        for record_id, reason in rejected.items():
+            if len(report.rejections) < 100:
+                report.rejections.append({"id": record_id, "reason": reason})
+
+    def _operations(
+        self, sync: Sync, rows: list[dict[str, Any]]
+    ) -> tuple[list[Operation], dict[str, str | None], int, dict[str, str]]:
+        """Rows of the delta as operations (and each one's traits hash); members with no
+        usable identifier are skipped; a template that fails to render rejects its record."""
+        operations: list[Operation] = []
+        hashes: dict[str, str | None] = {}
+        skipped = 0
+        failed: dict[str, str] = {}
+        for row in rows:
+            op = str(row.pop("op"))
+            record_id = str(row.pop("id"))
+            held = row.pop("held_payload", None)
+            hashes[record_id] = row.pop("hash", None)
+            row.pop("rn", None)
+            traits = row if op != "remove" else {}
+            if op == "remove":
+                identifiers = orjson.loads(held) if held else {}
+            else:
+                identifiers = {kind: str(traits[t]) for kind, t in sync.identifiers.items()
+                               if traits.get(t) not in (None, "")}
+            if sync.identifiers and not identifiers and op != "remove":
+                skipped += 1
+                continue
+            message = None
+            if op == "trigger" and sync.template is not None:
+                try:
+                    message = _TEMPLATES.from_string(sync.template).render(id=record_id, **traits)
+                except jinja2.TemplateError as exc:
+                    failed[record_id] = f"template error: {exc}"
+                    continue
+            operations.append(Operation(op, record_id, traits, identifiers, message))  # type: ignore[arg-type]
+        return operations, hashes, skipped, failed
+
+
+def _payload(op: Operation) -> str | None:
+    return orjson.dumps(dict(op.identifiers), option=orjson.OPT_SORT_KEYS).decode() if op.identifiers else None
+
+
+def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:
+    report.added = counts.get("add", 0)
+    report.removed = counts.get("remove", 0)
+    report.updated = counts.get("update", 0)
+    report.triggered = counts.get("trigger", 0)
+    report.suppressed = counts.get("suppress", 0)
+
+
+def _definition_hash(segment: Segment) -> str:
+    return hashlib.sha256(segment.definition.encode()).hexdigest()[:16]
+
+
+def _count(source: Any) -> Any:
+    from sqlglot import exp
+
+    return exp.select(exp.Count(this=exp.Star())).from_(source)
+
+
+__all__ = ["SyncRun", "SyncOptions", "new_run_id", "HASH", "timedelta"]

@@ -1,0 +1,381 @@
+"""State operations in the warehouse: migrations, staging, segment snapshots, and the per-batch
+bookkeeping that makes delivery crash-safe (SPEC 4).
+
+The delivery protocol of one batch of a sync:
+
+1. ``mark_inflight``: in one transaction, record the batch in ``inflight`` and mark its ids
+   ``pending`` in ``sync_members`` (their state at the destination is now unknown).
+   Trigger sends are applied optimistically here: at most once, never retried after a crash.
+2. send it.
+3. ``acknowledge``: in one transaction, apply the outcome: acknowledged adds/updates become
+   held with their hash, acknowledged removes leave; rejections are recorded with their
+   reason and attempt count; the inflight rows are deleted.
+
+A crash between 1 and 3 leaves ``pending`` rows: the next diff re-adds them if they are
+still members and removes them if not, so a mirror ends exactly equal to the segment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from revseg.compile.delta import HASH
+from revseg.compile.values import timestamp_literal
+from revseg.errors import StateError
+from revseg.state.schema import LATEST, MIGRATIONS, create_table, table
+from revseg.warehouse.base import Warehouse
+
+
+def _s(value: str) -> exp.Literal:
+    return exp.Literal.string(value)
+
+
+def _eq(column: str, value: Any) -> exp.EQ:
+    literal = exp.Literal.number(value) if isinstance(value, int) else _s(str(value))
+    return exp.EQ(this=exp.column(column), expression=literal)
+
+
+def _ident(name: str) -> str:
+    """A table-name-safe spelling of a segment or sync name."""
+    return "".join(ch if ch.isalnum() or ch == "_" else "__" for ch in name)
+
+
+class StateStore:
+    """revseg's tables in ``schema`` of one warehouse connection."""
+
+    def __init__(self, warehouse: Warehouse, schema: str) -> None:
+        self.wh = warehouse
+        self.schema = schema
+
+    def t(self, name: str) -> exp.Table:
+        return table(self.schema, name)
+
+    def stage_table(self, segment: str) -> exp.Table:
+        return self.t(f"stage__{_ident(segment)}")
+
+    def delta_table(self, sync: str) -> exp.Table:
+        return self.t(f"delta__{_ident(sync)}")
+
+    # -- schema ---------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the schema and apply pending migrations (each in its own transaction)."""
+        if not self.wh.schema_exists(self.schema):
+            self.wh.execute(exp.Create(this=exp.to_identifier(self.schema, quoted=True), kind="SCHEMA", exists=True))
+        self.wh.execute(create_table(self.schema, "schema_version"))
+        rows = self.wh.fetchall(exp.select(exp.Max(this=exp.column("version"))).from_(self.t("schema_version")))
+        current = int(rows[0][0] or 0)
+        if current > LATEST:
+            raise StateError(
+                f"state schema '{self.schema}' is at version {current}, newer than this revseg "
+                f"understands ({LATEST}): upgrade revseg"
+            )
+        for version in range(current + 1, LATEST + 1):
+            self.wh.begin()
+            try:
+                self.wh.execute_many(MIGRATIONS[version - 1](self.schema))
+                self.wh.execute(exp.insert(
+                    exp.select(exp.Literal.number(version), timestamp_literal(datetime.utcnow())),
+                    self.t("schema_version"),
+                ))
+                self.wh.commit()
+            except Exception:
+                self.wh.rollback()
+                raise
+
+    def exists(self) -> bool:
+        """Whether any revseg state is here (status/history on a fresh warehouse)."""
+        return self.wh.schema_exists(self.schema) and self.wh.columns(
+            _tableref(self.schema, "runs")) is not None
+
+    # -- helpers --------------------------------------------------------------------
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.wh)
+
+    def scalar(self, query: exp.Select) -> Any:
+        rows = self.wh.fetchall(query)
+        return rows[0][0] if rows else None
+
+    def replace_table(self, target: exp.Table, query: exp.Select) -> None:
+        self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
+        self.wh.execute(exp.Create(this=target.copy(), kind="TABLE", expression=query))
+
+    def drop(self, target: exp.Table) -> None:
+        self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
+
+    def insert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.wh.insert_arrow(self.t(name), pa.Table.from_pylist(rows))
+
+    # -- runs -----------------------------------------------------------------------
+    def start_run(self, run_id: str, command: str, as_of: datetime, now: datetime) -> None:
+        self.insert_rows("runs", [{"run_id": run_id, "command": command, "as_of": as_of,
+                                   "status": "running", "started_at": now, "finished_at": None}])
+
+    def finish_run(self, run_id: str, status: str, now: datetime) -> None:
+        self.wh.execute(exp.update(self.t("runs"), {"status": _s(status), "finished_at": timestamp_literal(now)},
+                                   where=_eq("run_id", run_id)))
+
+    # -- segments -------------------------------------------------------------------
+    def stage(self, segment: str, query: exp.Select) -> int:
+        """Materialize a segment's membership (with its traits' hash) for this run."""
+        target = self.stage_table(segment)
+        self.replace_table(target, query)
+        return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target)))
+
+    def commit_segment(self, segment: str, as_of: datetime, retention: timedelta) -> tuple[int, int]:
+        """Replace the segment's committed snapshot by the stage; keep entered/exited history."""
+        stage = self.stage_table(segment)
+        members = self.t("segment_members")
+        history = self.t("membership_history")
+        in_snapshot = exp.select("id").from_(members).where(_eq("segment", segment))
+        exited_q = in_snapshot.copy().where(exp.not_(exp.column("id").isin(query=exp.select("id").from_(stage))))
+        entered_q = exp.select("id").from_(stage).where(exp.not_(exp.column("id").isin(query=in_snapshot.copy())))
+        entered = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(entered_q.subquery("x"))))
+        exited = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(exited_q.subquery("x"))))
+        moment = timestamp_literal(as_of)
+        with self.transaction():
+            self.wh.execute(exp.update(
+                history, {"exited_at": moment},
+                where=exp.and_(_eq("segment", segment), exp.Is(this=exp.column("exited_at"), expression=exp.Null()),
+                               exp.column("id").isin(query=exited_q.copy())),
+            ))
+            self.wh.execute(exp.insert(
+                exp.select(_s(segment), exp.column("id"), moment.copy(), exp.Null()).from_(entered_q.copy().subquery("x")),
+                history,
+            ))
+            self.wh.execute(exp.delete(members, where=exp.and_(
+                _eq("segment", segment), exp.column("id").isin(query=exited_q.copy()))))
+            self.wh.execute(exp.insert(
+                exp.select(_s(segment), exp.column("id"), moment.copy()).from_(entered_q.copy().subquery("x")), members,
+            ))
+            self.wh.execute(exp.delete(history, where=exp.and_(
+                _eq("segment", segment), exp.LT(this=exp.column("exited_at"), expression=timestamp_literal(as_of - retention)))))
+        return entered, exited
+
+    # -- syncs ----------------------------------------------------------------------
+    def recover(self, sync: str) -> int:
+        """Forget inflight rows a killed run left behind (their ids stay ``pending``)."""
+        count = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(self.t("inflight")).where(_eq("sync", sync))))
+        if count:
+            with self.transaction():
+                self.wh.execute(exp.delete(self.t("inflight"), where=_eq("sync", sync)))
+                self.wh.execute(exp.delete(self.t("outcomes"), where=_eq("sync", sync)))
+        return count
+
+    def first_run(self, sync: str) -> bool:
+        query = exp.select(exp.Count(this=exp.Star())).from_(self.t("syncs")).where(_eq("sync", sync))
+        return int(self.scalar(query)) == 0
+
+    def mark_started(self, sync: str, run_id: str, now: datetime) -> None:
+        if self.first_run(sync):
+            self.insert_rows("syncs", [{"sync": sync, "first_run_id": run_id, "created_at": now}])
+
+    def held(self, sync: str) -> int:
+        query = exp.select(exp.Count(this=exp.Star())).from_(self.t("sync_members")).where(_eq("sync", sync))
+        return int(self.scalar(query))
+
+    def materialize_delta(self, sync: str, query: exp.Select) -> dict[str, int]:
+        """Write the sync's numbered delta to a table; return the count of rows per op."""
+        target = self.delta_table(sync)
+        self.replace_table(target, query)
+        rows = self.wh.fetchall(exp.select("op", exp.Count(this=exp.Star())).from_(target).group_by("op"))
+        return {str(op): int(n) for op, n in rows}
+
+    def apply_bookkeeping(self, sync: str, on: str, now: datetime) -> None:
+        """Trigger-mode ops that send nothing: remember / forget / suppress, in bulk."""
+        delta = self.delta_table(sync)
+        members = self.t("sync_members")
+        keeps = ["remember", "suppress"] if on == "enter" else ["remember"]
+        drops = ["forget"] if on == "enter" else ["forget", "suppress"]
+        with self.transaction():
+            ids = exp.select("id").from_(delta).where(exp.column("op").isin(*[_s(o) for o in keeps + drops]))
+            self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), exp.column("id").isin(query=ids))))
+            self.wh.execute(exp.insert(
+                exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.Null(), timestamp_literal(now))
+                .from_(delta).where(exp.column("op").isin(*[_s(o) for o in keeps])),
+                members,
+            ))
+
+    def read_delta(self, sync: str, after: int, limit: int, ops: tuple[str, ...]) -> pa.Table:
+        """The next page of the delta (by row number), only ops that send."""
+        query = (
+            exp.select("*").from_(self.delta_table(sync))
+            .where(exp.GT(this=exp.column("rn"), expression=exp.Literal.number(after)))
+            .where(exp.column("op").isin(*[_s(o) for o in ops]))
+            .order_by("rn").limit(limit)
+        )
+        batches = list(self.wh.fetch_batches(query, limit))
+        if not batches:
+            return pa.table({})
+        return pa.Table.from_batches(batches)
+
+    def mark_inflight(self, sync: str, run_id: str, batch: int, rows: list[dict[str, Any]],
+                      *, trigger_on: str | None, as_of: datetime, now: datetime) -> None:
+        """Step 1 of the protocol: the batch is recorded before it is sent."""
+        inflight = self.t("inflight")
+        members = self.t("sync_members")
+        this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
+        ids = exp.select("id").from_(inflight).where(this_batch.copy())
+        with self.transaction():
+            self.insert_rows("inflight", [{"sync": sync, "run_id": run_id, "batch": batch, **row} for row in rows])
+            self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), exp.column("id").isin(query=ids))))
+            if trigger_on != "exit":
+                # mirror: pending (unknown at the destination); trigger on enter: triggered (at most once)
+                pending = exp.true() if trigger_on is None else exp.false()
+                self.wh.execute(exp.insert(
+                    exp.select(_s(sync), exp.column("id"), exp.column("hash"), pending, exp.column("payload"),
+                               timestamp_literal(now)).from_(inflight).where(this_batch.copy()),
+                    members,
+                ))
+            if trigger_on is not None:
+                self.wh.execute(exp.insert(
+                    exp.select(_s(sync), exp.column("id"), _s(run_id), timestamp_literal(as_of), _s("intent"), exp.Null())
+                    .from_(inflight).where(this_batch.copy()),
+                    self.t("triggers"),
+                ))
+
+    def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str],
+                    *, trigger_on: str | None, now: datetime) -> None:
+        """Step 3: apply the destination's answer to the batch."""
+        inflight, members, rejections = self.t("inflight"), self.t("sync_members"), self.t("rejections")
+        this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
+        bad = exp.select("id").from_(self.t("outcomes")).where(this_batch.copy())
+        is_bad = exp.column("id").isin(query=bad)
+        ok = exp.not_(is_bad.copy())
+        ids = exp.select("id").from_(inflight).where(this_batch.copy())
+        stamp = timestamp_literal(now)
+        with self.transaction():
+            self.insert_rows("outcomes", [{"sync": sync, "run_id": run_id, "batch": batch, "id": i, "reason": r}
+                                          for i, r in rejected.items()])
+            if trigger_on is None:
+                self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), exp.column("id").isin(query=ids))))
+                held = exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"), stamp)
+                self.wh.execute(exp.insert(held.from_(inflight).where(exp.and_(
+                    this_batch.copy(), exp.column("op").isin(_s("add"), _s("update")), ok.copy())), members))
+                # a rejected remove or update leaves the destination in a state we do not know
+                unknown = exp.select(_s(sync), exp.column("id"), exp.Null(), exp.true(), exp.column("payload"), stamp.copy())
+                self.wh.execute(exp.insert(unknown.from_(inflight).where(exp.and_(
+                    this_batch.copy(), exp.column("op").isin(_s("remove"), _s("update")), is_bad.copy())), members))
+            else:
+                sent_where = exp.and_(_eq("sync", sync), _eq("run_id", run_id), exp.column("id").isin(query=ids.copy()))
+                self.wh.execute(exp.update(self.t("triggers"), {"status": _s("sent")},
+                                           where=exp.and_(sent_where, ok.copy())))
+                self.wh.execute(exp.update(self.t("triggers"), {"status": _s("rejected")},
+                                           where=exp.and_(sent_where.copy(), is_bad.copy())))
+                if trigger_on == "enter":  # a rejected message may be retried: not triggered after all
+                    self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), is_bad.copy())))
+                else:
+                    self.wh.execute(exp.insert(
+                        exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"), stamp.copy())
+                        .from_(inflight).where(exp.and_(this_batch.copy(), is_bad.copy())), members))
+            self._record_rejections(sync, run_id, batch, now)
+            self.wh.execute(exp.delete(inflight, where=this_batch.copy()))
+            self.wh.execute(exp.delete(self.t("outcomes"), where=this_batch.copy()))
+
+    def _record_rejections(self, sync: str, run_id: str, batch: int, now: datetime) -> None:
+        """Count an attempt for each rejected id; clear the record of acknowledged ones."""
+        rejections = self.t("rejections")
+        this_batch = exp.and_(exp.EQ(this=exp.column("sync", table="i"), expression=_s(sync)),
+                              exp.EQ(this=exp.column("run_id", table="i"), expression=_s(run_id)),
+                              exp.EQ(this=exp.column("batch", table="i"), expression=exp.Literal.number(batch)))
+        previous = exp.Coalesce(this=exp.column("attempts", table="old"), expressions=[exp.Literal.number(0)])
+        fresh = (
+            exp.select(_s(sync), exp.column("id", table="i"), exp.column("op", table="i"), exp.column("reason", table="o"),
+                       exp.Add(this=previous, expression=exp.Literal.number(1)), _s(run_id), timestamp_literal(now))
+            .from_(self.t("inflight").as_("i"))
+            .join(self.t("outcomes").as_("o"), on=exp.and_(
+                exp.EQ(this=exp.column("id", table="o"), expression=exp.column("id", table="i")),
+                exp.EQ(this=exp.column("sync", table="o"), expression=_s(sync)),
+                exp.EQ(this=exp.column("run_id", table="o"), expression=_s(run_id)),
+                exp.EQ(this=exp.column("batch", table="o"), expression=exp.Literal.number(batch))))
+            .join(rejections.copy().as_("old"), on=exp.and_(
+                exp.EQ(this=exp.column("id", table="old"), expression=exp.column("id", table="i")),
+                exp.EQ(this=exp.column("sync", table="old"), expression=_s(sync))), join_type="left")
+            .where(this_batch)
+        )
+        self.wh.execute(exp.insert(fresh, rejections))
+        ids = exp.select("id").from_(self.t("inflight")).where(
+            exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch)))
+        self.wh.execute(exp.delete(rejections, where=exp.and_(
+            _eq("sync", sync), exp.column("id").isin(query=ids),
+            exp.or_(exp.NEQ(this=exp.column("run_id"), expression=_s(run_id)),
+                    exp.Is(this=exp.column("run_id"), expression=exp.Null())))))
+
+    # -- plan (read only) -----------------------------------------------------------
+    def plan_segment(self, segment: str, stage: exp.Expression) -> tuple[int, int]:
+        """Entered / exited counts of a staged query against the committed snapshot."""
+        in_snapshot = exp.select("id").from_(self.t("segment_members")).where(_eq("segment", segment))
+        staged_ids = exp.select("id").from_(stage)
+        entered = exp.select(exp.Count(this=exp.Star())).from_(stage.copy()).where(
+            exp.not_(exp.column("id").isin(query=in_snapshot.copy())))
+        exited = exp.select(exp.Count(this=exp.Star())).from_(in_snapshot.subquery("x")).where(
+            exp.not_(exp.column("id").isin(query=staged_ids)))
+        return int(self.scalar(entered)), int(self.scalar(exited))
+
+    def count_delta(self, query: exp.Select) -> dict[str, int]:
+        rows = self.wh.fetchall(exp.select("op", exp.Count(this=exp.Star())).from_(query.subquery("d")).group_by("op"))
+        return {str(op): int(n) for op, n in rows}
+
+    def count_unidentified(self, query: exp.Select, traits: Any) -> int:
+        """Rows to send that have no usable identifier (they would be skipped)."""
+        empty = [
+            exp.EQ(this=exp.Coalesce(this=exp.cast(exp.column(exp.to_identifier(t, quoted=True)), exp.DataType.build("TEXT")),
+                                     expressions=[_s("")]), expression=_s(""))
+            for t in traits
+        ]
+        count = (
+            exp.select(exp.Count(this=exp.Star())).from_(query.subquery("d"))
+            .where(exp.column("op").isin(_s("add"), _s("update"), _s("trigger")))
+            .where(exp.and_(*empty))
+        )
+        return int(self.scalar(count))
+
+    # -- run history ----------------------------------------------------------------
+    def record_segment_run(self, run_id: str, report: Any, as_of: datetime, definition_hash: str,
+                           now: datetime) -> None:
+        self.insert_rows("segment_runs", [{
+            "run_id": run_id, "segment": report.name, "as_of": as_of, "mode": report.mode,
+            "members": report.members, "entered": report.entered, "exited": report.exited,
+            "seconds": report.seconds, "definition_hash": definition_hash, "finished_at": now,
+        }])
+
+    def record_sync_run(self, run_id: str, report: Any, as_of: datetime, now: datetime) -> None:
+        self.insert_rows("sync_runs", [{
+            "run_id": run_id, "segment": report.segment, "sync": report.name, "destination": report.destination,
+            "mode": report.mode, "as_of": as_of, "added": report.added, "removed": report.removed,
+            "updated": report.updated, "triggered": report.triggered, "rejected": report.rejected,
+            "skipped": report.skipped, "status": report.status, "error": report.error,
+            "seconds": report.seconds, "finished_at": now,
+        }])
+
+    def drop_run_tables(self, segment: str, syncs: list[str]) -> None:
+        for sync in syncs:
+            self.drop(self.delta_table(sync))
+        self.drop(self.stage_table(segment))
+
+
+class _Transaction:
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.wh = warehouse
+
+    def __enter__(self) -> None:
+        self.wh.begin()
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.wh.commit()
+        else:
+            self.wh.rollback()
+
+
+def _tableref(schema: str, name: str) -> Any:
+    from revseg.warehouse.base import TableRef
+
+    return TableRef(name, schema)
+
+
+__all__ = ["StateStore", "HASH"]
