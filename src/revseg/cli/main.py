@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from revseg import __version__
-from revseg.cli.render import csv_text, table, to_json
+from revseg.cli.render import bar_chart, csv_text, sparkline, table, to_json
 from revseg.errors import ProjectError, RevsegError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -172,6 +172,49 @@ def sync(ctx: Context, select: tuple[str, ...], as_of: str | None, full_refresh:
     else:
         ctx.out(summary(report))
     sys.exit(report.exit_code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@project_command
+def status(ctx: Context, as_json: bool) -> None:
+    """Per segment and sync: members, last run, freshness lag, adds/removes, failures."""
+    result = ctx.runner.status()
+    if as_json:
+        ctx.out(to_json(result))
+        return
+    for seg in result["segments"]:
+        lag = f"{seg['freshness_seconds']:.0f}s ago" if seg["freshness_seconds"] is not None else "never run"
+        ctx.out(f"{seg['name']}: {seg['members']} members, last run {seg['last_run'] or '-'} ({lag}), "
+                f"+{seg['entered']} -{seg['exited']}")
+        for sync in seg["syncs"]:
+            ctx.out(f"  -> {sync['destination']} ({sync['mode']}): {sync['status']}, holds {sync['held']}, last "
+                    f"+{sync['added']} -{sync['removed']} ~{sync['updated']} triggered {sync['triggered']}, "
+                    f"rejected {sync['rejected']}")
+            if sync["error"]:
+                ctx.out(f"     error: {sync['error']}")
+            for rejection in sync["open_rejections"][:5]:
+                ctx.out(f"     rejected {rejection['id']} ({rejection['attempts']}x): {rejection['reason']}")
+
+
+@main.command()
+@click.argument("segment")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@project_command
+def history(ctx: Context, segment: str, as_json: bool) -> None:
+    """Past runs of SEGMENT, with its membership size over time."""
+    runs = ctx.runner.history(segment)
+    if as_json:
+        ctx.out(to_json({"segment": segment, "runs": runs}))
+        return
+    if not runs:
+        ctx.out(f"{segment} has no runs yet: run `revseg sync --select {segment}`.")
+        return
+    sizes = [int(r["members"]) for r in runs]
+    ctx.out(f"{segment}: {len(runs)} runs, members {sparkline(sizes)} (min {min(sizes)}, max {max(sizes)})\n")
+    labels = [iso(r["as_of"]) for r in runs]
+    notes = [f"  (+{r['entered']} -{r['exited']})" for r in runs]
+    ctx.out(bar_chart(labels, sizes, notes))
 
 
 def summary(report: Any) -> str:

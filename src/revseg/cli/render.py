@@ -72,3 +72,25 @@ def is_terminal() -> bool:
 
 def echo(message: str = "", *, err: bool = False) -> None:
     click.echo(message, err=err)
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    return "".join(_SPARKS[min(len(_SPARKS) - 1, (v - low) * (len(_SPARKS) - 1) // span)] for v in values)
+
+
+def bar_chart(labels: list[str], values: list[int], notes: list[str], width: int = 40) -> str:
+    """One horizontal bar per row, scaled to the largest value."""
+    top = max(values, default=0) or 1
+    label_width = max((len(label) for label in labels), default=0)
+    lines = []
+    for label, value, note in zip(labels, values, notes, strict=True):
+        bar = "█" * max(1 if value else 0, round(width * value / top))
+        lines.append(f"{label.ljust(label_width)}  {bar.ljust(width)} {value}{note}")
+    return "\n".join(lines)

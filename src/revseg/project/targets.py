@@ -18,6 +18,8 @@ class DuckDBTarget(_Target):
     #: SQL scripts run once, when the database file does not exist yet (demo data)
     seed: list[str] = Field(default_factory=list)
     read_only: bool = False
+    #: seconds to wait when another process has the database file open
+    lock_timeout: float = 30.0
 
 
 class PostgresTarget(_Target):

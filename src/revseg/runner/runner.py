@@ -208,6 +208,21 @@ class Runner:
             run = SyncRun(self.project, catalog, store, options, utc_now, progress, destination_extra)
             return run.run(names, only)
 
+    def status(self) -> dict[str, Any]:
+        """Per segment and sync: members, last run, freshness lag, outcomes, open rejections."""
+        from revseg.runner.status import project_status
+
+        with self.warehouse() as warehouse:
+            return project_status(self.project, StateStore(warehouse, self.project.state_schema), utc_now())
+
+    def history(self, segment: str) -> list[dict[str, Any]]:
+        """Past runs of a segment, oldest first, with its membership size at each."""
+        from revseg.runner.status import segment_history
+
+        self._segment(segment)
+        with self.warehouse() as warehouse:
+            return segment_history(StateStore(warehouse, self.project.state_schema), segment)
+
     def _sync_filter(self, selectors: list[str] | tuple[str, ...]) -> set[str] | None:
         """``destination:D`` selects only that destination's syncs of the chosen segments."""
         dests = {s[len("destination:"):] for s in selectors if s.startswith("destination:")}

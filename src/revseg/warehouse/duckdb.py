@@ -6,12 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import time
+
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from revseg.errors import WarehouseError
+from revseg.errors import LockError, WarehouseError
 from revseg.warehouse.base import Column, TableRef, Warehouse
+
+
+#: how long to wait for another process to release the database file
+LOCK_WAIT_SECONDS = 30.0
 
 
 class DuckDBWarehouse(Warehouse):
@@ -29,11 +35,24 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         fresh = self.path != ":memory:" and not Path(self.path).exists()
-        try:
-            self._conn = duckdb.connect(self.path, read_only=bool(self.config.get("read_only")))
-            self._conn.execute("SET TimeZone = 'UTC'")
-        except duckdb.Error as exc:
-            raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
+        deadline = time.monotonic() + float(self.config.get("lock_timeout", LOCK_WAIT_SECONDS))
+        while True:
+            try:
+                self._conn = duckdb.connect(self.path, read_only=bool(self.config.get("read_only")))
+                self._conn.execute("SET TimeZone = 'UTC'")
+                break
+            except duckdb.IOException as exc:
+                # DuckDB lets one process write a file at a time: wait for the other run
+                if "lock" not in str(exc).lower():
+                    raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise LockError(
+                        f"the DuckDB file {self.path} is in use by another process (another revseg "
+                        f"run, or a `revseg serve`): {str(exc).splitlines()[0]}"
+                    ) from None
+                time.sleep(0.2)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
         if fresh:
             self._seed()
         if self.config.get("schema"):
