@@ -60,8 +60,8 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
         tree = compiler.qualify(trait.tree, trait.position)
         if tree is not None:
             selects.append(exp.alias_(tree, trait.name, quoted=True))
-    assert segment.where is not None
-    condition = compiler.compile(segment.where)
+    # where is None only for a segment whose condition failed to parse (already reported)
+    condition = compiler.compile(segment.where) if segment.where is not None else exp.false()
     query = exp.select(*selects).from_(model_source(entity, ENTITY))
     for name, key_column in scope.joins:
         on = exp.EQ(this=exp.column(key_column, table=name), expression=col(ENTITY, key.name))

@@ -20,6 +20,8 @@ from revseg.spec.conditions import SegmentRef, walk
 from revseg.spec.project import Model, Segment, Sync, Trait
 
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment()
+#: output columns of membership and delta queries that a trait may not shadow
+RESERVED_TRAITS = frozenset({"id", "rn", "op", "hash", "held_payload", "revseg_hash"})
 
 
 def is_trigger_template(path: PathKey) -> bool:
@@ -85,6 +87,11 @@ def _segment(
         query, found = parse_query(spec.sql, dialect, doc, (*path, "sql"), "a segment's sql:")
         problems.extend(found)
     traits = []
+    for name in spec.traits:
+        if name.lower() in RESERVED_TRAITS:
+            problems.append(Problem(doc.pos((*path, "traits", name), key=True),
+                                    f"trait name '{name}' is reserved (used by revseg's own columns: "
+                                    f"{', '.join(sorted(RESERVED_TRAITS))}); rename it", "reserved"))
     for name, text in spec.traits.items():
         tree, found = parse_expression(text, dialect, doc, (*path, "traits", name), f"trait '{name}'")
         problems.extend(found)

@@ -8,6 +8,8 @@ the line and column inside the YAML scalar.
 
 from __future__ import annotations
 
+import re
+
 import sqlglot
 from sqlglot import exp
 
@@ -41,8 +43,9 @@ def _parse(text: str, dialect: str, doc: YamlDoc, path: PathKey) -> tuple[list[e
     except sqlglot.errors.ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = _inner_position(doc, path, int(first.get("line") or 1), int(first.get("col") or 1))
-        reason = first.get("description") or str(exc)
-        return [], [Problem(where, f"SQL does not parse ({dialect}): {reason}", "sql-parse")]
+        reason = re.sub(r" for <class '[\w.]+'>", "", str(first.get("description") or exc))
+        near = f" near '{first['highlight']}'" if first.get("highlight") else ""
+        return [], [Problem(where, f"SQL does not parse ({dialect}){near}: {reason}", "sql-parse")]
     except sqlglot.errors.TokenError as exc:
         return [], [Problem(doc.pos(path), f"SQL does not parse ({dialect}): {exc}", "sql-parse")]
     if not trees:

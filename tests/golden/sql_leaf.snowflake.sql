@@ -1,0 +1,7 @@
+SELECT
+  CAST(e."customer_id" AS VARCHAR) AS "id"
+FROM customers AS e
+WHERE
+  COALESCE((
+    LOWER(e."country") = 'us' OR e."lifetime_value" * 2 > 1000
+  ), FALSE)

@@ -1,0 +1,11 @@
+SELECT
+  CAST(s."customer_id" AS TEXT) AS "id",
+  s."email" AS "email"
+FROM (
+  SELECT
+    customer_id,
+    email
+  FROM customers
+  WHERE
+    lifetime_value > 100
+) AS s
