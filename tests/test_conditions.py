@@ -1,0 +1,115 @@
+"""One hand-checked case (or more) per condition form and operator, on the sample data of
+conftest.py at AS_OF 2026-11-28 12:00 UTC. Edges: NULLs, window bounds, events after as_of."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import PROJECT, SAMPLE_SQL, write_files
+
+from revseg.runner import Runner
+
+pytestmark = pytest.mark.duckdb
+AS_OF = datetime(2026, 11, 28, 12, 0, 0)
+
+
+def cart(**extra: Any) -> dict[str, Any]:
+    return {"event": "added_to_cart", **extra}
+
+
+CASES: dict[str, tuple[Any, set[str]]] = {
+    # columns, and the NULL rule: a NULL leaf is false, `not` its complement
+    "eq": ({"column": "country", "op": "=", "value": "US"}, {"1"}),
+    "not_eq": ({"not": {"column": "country", "op": "=", "value": "US"}}, {"2", "3", "4"}),
+    "neq_null_false": ({"column": "country", "op": "!=", "value": "US"}, {"3", "4"}),
+    "gte_var": ({"column": "lifetime_value", "op": ">=", "value": "{{ var('high_value') }}"}, {"1", "3"}),
+    "lt": ({"column": "lifetime_value", "op": "<", "value": 560}, {"2"}),
+    "in": ({"column": "country", "op": "in", "value": ["US", "DE"]}, {"1", "3"}),
+    "not_in_null_false": ({"column": "country", "op": "not_in", "value": ["US"]}, {"3", "4"}),
+    "between_inclusive": ({"column": "lifetime_value", "op": "between", "value": [120, 560]}, {"2", "3"}),
+    "is_null": ({"column": "email", "op": "is_null"}, {"3"}),
+    "is_not_null": ({"column": "email", "op": "is_not_null"}, {"1", "2", "4"}),
+    "contains": ({"column": "email", "op": "contains", "value": "example"}, {"1", "2", "4"}),
+    "contains_literal_percent": ({"column": "email", "op": "contains", "value": "%"}, set()),
+    "like_wildcard_is_literal": ({"column": "email", "op": "starts_with", "value": "_"}, set()),
+    "starts_with_case_sensitive": ({"column": "email", "op": "starts_with", "value": "B"}, set()),
+    "starts_with": ({"column": "email", "op": "starts_with", "value": "b"}, {"2"}),
+    "ends_with": ({"column": "email", "op": "ends_with", "value": ".com"}, {"1", "2", "4"}),
+    "ago": ({"column": "signup_at", "op": "<", "value": {"ago": "30d"}}, {"1", "2"}),
+    "bool": ({"column": "is_vip", "op": "=", "value": True}, {"1"}),
+    "not_bool_null": ({"not": {"column": "is_vip", "op": "=", "value": "true"}}, {"2", "3", "4"}),
+    "all_any": ({"all": [{"column": "email", "op": "is_not_null"},
+                         {"any": [{"column": "country", "op": "=", "value": "FR"},
+                                  {"column": "lifetime_value", "op": "<", "value": 200}]}]}, {"2", "4"}),
+    # events: within / older_than bounds, NULL ts and ts > as_of ignored
+    "event": (cart(within="24h"), {"1", "3"}),
+    "event_older_than_inclusive": (cart(within="24h", older_than="2h"), {"1", "3"}),
+    "event_older_than": (cart(within="24h", older_than="150m"), {"3"}),
+    "event_within_exclusive": (cart(within="3h"), {"1"}),
+    "event_not_followed": (cart(within="1d", not_followed_by={"event": "order_completed"}), {"3"}),
+    "event_followed_within_inclusive": (cart(within="1d", followed_by={"event": "order_completed", "within": "1h"}), {"1"}),
+    "event_followed_too_late": (cart(within="1d", followed_by={"event": "order_completed", "within": "59m"}), set()),
+    "event_count_zero": (cart(within="7d", count={"op": "=", "value": 0}), {"2", "4"}),
+    "event_count_two": (cart(within="7d", count={"op": ">=", "value": 2}), set()),
+    "event_edge_one_second": ({"event": "product_viewed", "within": "1s"}, set()),
+    "event_edge_two_seconds": ({"event": "product_viewed", "within": "2s"}, {"4"}),
+    "event_where": (cart(within="1d", where=[{"column": "category", "op": "=", "value": "shoes"}]), {"1"}),
+    "event_where_not": (cart(within="1d", where=[{"not": {"column": "amount", "op": ">", "value": 50}}]), {"3"}),
+    # aggregates: empty sums are 0, empty avg/min/max NULL (false), NULL ts ignored
+    "sum": ({"aggregate": "sum", "model": "orders", "column": "amount", "op": ">=", "value": 800}, {"1"}),
+    "sum_within_zero": ({"aggregate": "sum", "model": "orders", "column": "amount", "within": "7d",
+                         "op": "=", "value": 0}, {"2", "3", "4"}),
+    "count_zero": ({"aggregate": "count", "model": "orders", "op": "=", "value": 0}, {"2", "4"}),
+    "count_two": ({"aggregate": "count", "model": "orders", "op": ">=", "value": 2}, {"1"}),
+    "avg_strict": ({"aggregate": "avg", "model": "orders", "column": "amount", "op": ">", "value": 400}, {"3"}),
+    "avg_empty_false": ({"aggregate": "avg", "model": "orders", "column": "amount", "op": "<", "value": 1000},
+                        {"1", "3"}),
+    "avg_empty_not": ({"not": {"aggregate": "avg", "model": "orders", "column": "amount", "op": "<",
+                               "value": 1000}}, {"2", "4"}),
+    "min_ts": ({"aggregate": "min", "model": "orders", "column": "ordered_at", "op": "<", "value": {"ago": "30d"}},
+               {"3"}),
+    "count_distinct": ({"aggregate": "count_distinct", "model": "orders", "column": "status", "op": "=",
+                        "value": 1}, {"1", "3"}),
+    "agg_where": ({"aggregate": "count", "model": "orders", "where": [{"column": "status", "op": "=",
+                                                                        "value": "paid"}], "op": ">", "value": 0}, {"1"}),
+    # references and sql
+    "segment_ref": ({"segment": "vip"}, {"1"}),
+    "not_segment_ref": ({"not": {"segment": "vip"}}, {"2", "3", "4"}),
+    "sql_leaf": ({"sql": "lifetime_value > 500 OR country IS NULL"}, {"1", "2", "3"}),
+    "not_sql_null": ({"not": {"sql": "lifetime_value > 100"}}, {"4"}),
+}
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Runner:
+    root: Path = tmp_path_factory.mktemp("conditions")
+    conn = duckdb.connect(str(root / "wh.duckdb"))
+    conn.execute(SAMPLE_SQL)
+    conn.close()
+    segments = [{"name": name, "where": where} for name, (where, _ids) in CASES.items()]
+    segments.append({"name": "vip", "where": {"column": "is_vip", "op": "=", "value": True}})
+    segments.append({"name": "sql_segment", "sql": "select customer_id, email from customers where country = 'US'"})
+    write_files(root, {"revseg.yml": PROJECT, "segments/cases.yml": segments})
+    return Runner(root)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_condition(runner: Runner, name: str) -> None:
+    members = {m.id for m in runner.preview(name, as_of=AS_OF).members}
+    assert members == CASES[name][1], CASES[name][0]
+
+
+def test_sql_segment_returns_key_and_traits(runner: Runner) -> None:
+    result = runner.preview("sql_segment", as_of=AS_OF)
+    assert [(m.id, m.traits) for m in result.members] == [("1", {"email": "ann@example.com"})]
+
+
+def test_as_of_with_zone_is_utc(runner: Runner) -> None:
+    from datetime import timedelta, timezone
+
+    in_paris = AS_OF.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=1)))
+    assert {m.id for m in runner.preview("event_within_exclusive", as_of=in_paris).members} == {"1"}
