@@ -70,7 +70,15 @@ class Scope:
     ctes: list[tuple[str, exp.Select]] = field(default_factory=list)
     joins: list[tuple[str, str]] = field(default_factory=list)  # (cte alias, key column)
     problems: list[Problem] = field(default_factory=list)
+    #: incremental runs: a table of candidate keys (column ``k``); every scan is cut to them
+    candidates: exp.Table | None = None
     _counter: int = 0
+
+    def only_candidates(self, key: exp.Expression) -> list[exp.Expression]:
+        """``key IN (SELECT k FROM candidates)`` when evaluating candidates only."""
+        if self.candidates is None:
+            return []
+        return [key.copy().isin(query=exp.select("k").from_(self.candidates.copy()))]
 
     def fresh(self, prefix: str) -> str:
         self._counter += 1
@@ -233,6 +241,7 @@ class ConditionCompiler:
             bound = exp.TimestampAdd(this=t1.copy(), expression=seconds, unit=exp.var("SECOND"))
             where.append(exp.LTE(this=ts.copy(), expression=bound))
         where += self.filters(follow.where, model, alias)
+        where += self.scope.only_candidates(key)
         exists = exp.Exists(this=exp.select("1").from_(model_source(model, alias)).where(exp.and_(*where)))
         return exp.not_(exists) if follow.negated else exists
 
@@ -246,7 +255,7 @@ class ConditionCompiler:
             if key is None or entity_key is None:
                 return _FALSE.copy()
             query = exp.select("1").from_(model_source(model, alias)).where(
-                exp.and_(exp.EQ(this=key, expression=entity_key), *where)
+                exp.and_(exp.EQ(this=key, expression=entity_key), *where, *self.scope.only_candidates(key))
             )
             exists = exp.Exists(this=query)
             return exists if shape else exp.not_(exists)
@@ -289,6 +298,7 @@ class ConditionCompiler:
             return _FALSE.copy()
         name = self.scope.fresh("agg")
         select = exp.select(exp.alias_(key, "k"), exp.alias_(value, "v")).from_(model_source(model, alias))
+        where = where + self.scope.only_candidates(key)
         if where:
             select = select.where(exp.and_(*where))
         self.scope.ctes.append((name, select.group_by(key.copy())))

@@ -31,9 +31,13 @@ def sql_segment_key(segment: Segment, entity: Model) -> str:
     return names[0] if names else ID
 
 
-def membership_query(project: Project, catalog: Catalog, segment_name: str, as_of: datetime) -> exp.Select:
-    """Compile one segment; raise ProjectError with located problems if it cannot compile."""
-    query, problems = _membership(project, catalog, project.segments[segment_name], as_of)
+def membership_query(project: Project, catalog: Catalog, segment_name: str, as_of: datetime,
+                     candidates: exp.Table | None = None) -> exp.Select:
+    """Compile one segment; raise ProjectError with located problems if it cannot compile.
+
+    With ``candidates`` (a table of keys in column ``k``), only those entities are evaluated.
+    """
+    query, problems = _membership(project, catalog, project.segments[segment_name], as_of, candidates)
     if problems:
         raise ProjectError(problems)
     return query
@@ -44,9 +48,10 @@ def check_segment(project: Project, catalog: Catalog, segment: Segment, as_of: d
     return _membership(project, catalog, segment, as_of)[1]
 
 
-def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: datetime) -> tuple[exp.Select, list[Problem]]:
+def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: datetime,
+                candidates: exp.Table | None = None) -> tuple[exp.Select, list[Problem]]:
     entity = project.models[segment.entity]
-    scope = Scope(project, catalog, as_of)
+    scope = Scope(project, catalog, as_of, candidates=candidates)
     compiler = ConditionCompiler(scope, entity)
     if segment.query is not None:
         return _sql_segment(segment, entity, compiler), scope.problems
@@ -66,7 +71,7 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     for name, key_column in scope.joins:
         on = exp.EQ(this=exp.column(key_column, table=name), expression=col(ENTITY, key.name))
         query = query.join(exp.to_table(name), on=on, join_type="left")
-    query = query.where(condition)
+    query = query.where(exp.and_(*scope.only_candidates(col(ENTITY, key.name)), condition))
     for name, cte in scope.ctes:
         query = query.with_(name, as_=cte)
     return query, scope.problems

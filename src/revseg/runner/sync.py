@@ -7,7 +7,6 @@ guardrails and state commits live here; destinations only send a batch.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from revseg.compile.membership import membership_query, traits_query
 from revseg.destinations.base import Batch, DeliverySettings, Destination, Operation
 from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, TransientDeliveryError
+from revseg.runner.evaluate import definition_hash, evaluate
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
@@ -92,19 +92,27 @@ class SyncRun:
     def _segment(self, segment: Segment, syncs: set[str] | None) -> None:
         started = time.monotonic()
         self.progress("segment", {"segment": segment.name})
-        membership = membership_query(self.project, self.catalog, segment.name, self.options.as_of)
-        traits = [t.name for t in segment.traits] if segment.where is not None else list(membership.named_selects[1:])
-        members = self.store.stage(segment.name, stage_query(membership, traits))
-        entered, exited = self.store.commit_segment(segment.name, self.options.as_of, self.project.history_retention)
-        report = SegmentReport(segment.name, "full", members, entered, exited)
-        self.report.segments.append(report)
+        result = evaluate(self.project, self.catalog, self.store, segment, self.options.as_of,
+                          full_refresh=self.options.full_refresh)
         chosen = self._selected(segment, syncs)
-        for sync in chosen:
-            self.report.syncs.append(self._sync(segment, sync, traits))
+        if result.mode == "skipped":  # nothing new, nothing due, nothing left to deliver
+            members = self.store.segment_size(segment.name)
+            report = SegmentReport(segment.name, "skipped", members)
+            self.report.segments.append(report)
+            self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
+        else:
+            entered, exited = self.store.commit_segment(segment.name, self.options.as_of,
+                                                        self.project.history_retention)
+            report = SegmentReport(segment.name, result.mode, result.members, entered, exited)
+            self.report.segments.append(report)
+            traits = [t.name for t in segment.traits] if segment.where is not None else self.store.stage_traits(segment.name)
+            for sync in chosen:
+                self.report.syncs.append(self._sync(segment, sync, traits))
         report.seconds = time.monotonic() - started
         self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
-                                      _definition_hash(segment), self.clock())
-        self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
+                                      definition_hash(self.project, segment), self.clock())
+        if result.mode != "skipped":
+            self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
 
     def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:
         membership = membership_query(self.project, self.catalog, segment.name, self.options.as_of)
@@ -300,10 +308,6 @@ def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:
     report.updated = counts.get("update", 0)
     report.triggered = counts.get("trigger", 0)
     report.suppressed = counts.get("suppress", 0)
-
-
-def _definition_hash(segment: Segment) -> str:
-    return hashlib.sha256(segment.definition.encode()).hexdigest()[:16]
 
 
 def _count(source: Any) -> Any:

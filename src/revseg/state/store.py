@@ -126,6 +126,15 @@ class StateStore:
         self.replace_table(target, query)
         return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target)))
 
+    def segment_size(self, segment: str) -> int:
+        query = exp.select(exp.Count(this=exp.Star())).from_(self.t("segment_members")).where(_eq("segment", segment))
+        return int(self.scalar(query))
+
+    def stage_traits(self, segment: str) -> list[str]:
+        """Trait columns of a staged ``sql:`` segment (everything but id and the hash)."""
+        columns = self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) or []
+        return [c.name for c in columns if c.name not in ("id", HASH)]
+
     def commit_segment(self, segment: str, as_of: datetime, retention: timedelta) -> tuple[int, int]:
         """Replace the segment's committed snapshot by the stage; keep entered/exited history."""
         stage = self.stage_table(segment)

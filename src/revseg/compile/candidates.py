@@ -1,0 +1,186 @@
+"""Incremental candidates: the entities whose membership can have changed between two as_of.
+
+For fixed data, a segment's membership changes with time only when as_of crosses a
+*boundary*: a row becoming visible (``ts``), passing ``older_than`` (``ts + older_than``),
+leaving a ``within`` window (``ts + within``), or a ``{ago: D}`` comparison flipping
+(``column + D``). So the entities that can change in (prev, now] are:
+
+- those with a row whose boundary falls in (prev, now]: ``column`` in (prev - D, now - D];
+- those with new or updated rows: the model's ``loaded_at`` (else its ``timestamp``, or the
+  entity's ``updated_at``) after ``prev - lookback`` (SPEC 4's watermark).
+
+Evaluating only those, and keeping everyone else's previous membership, gives exactly the
+membership a full run gives, as long as rows arrive within ``lookback`` (late rows and
+deletes in related models are caught by the periodic full run).
+
+A segment is evaluated incrementally only if every model it reads can show its changes: the
+entity needs ``updated_at``; other models need ``loaded_at`` or ``timestamp``. ``sql:``
+segments (and references to them) are always evaluated in full.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlglot import exp
+
+from revseg.compile.catalog import Catalog, Kind
+from revseg.compile.values import timestamp_literal
+from revseg.spec.conditions import (
+    Ago,
+    AggregateCondition,
+    All,
+    AnyOf,
+    ColumnCondition,
+    Comparison,
+    Condition,
+    EventCondition,
+    Not,
+    SegmentRef,
+)
+from revseg.spec.project import Model, Project, Segment
+
+ZERO = timedelta(0)
+
+
+@dataclass
+class IncrementalPlan:
+    """What a segment reads: per model, the (column, offset) boundaries that move with time."""
+
+    entity: str
+    boundaries: dict[str, set[tuple[str, timedelta]]] = field(default_factory=dict)
+
+    def add(self, model: str, column: str, offset: timedelta) -> None:
+        self.boundaries.setdefault(model, set()).add((column, offset))
+
+    def touch(self, model: str) -> None:
+        self.boundaries.setdefault(model, set())
+
+
+class NotIncremental(Exception):
+    """The segment must be evaluated in full; the message says why."""
+
+
+def plan_incremental(project: Project, segment: Segment) -> IncrementalPlan:
+    """Collect the models and boundaries of a segment (references followed); or raise."""
+    if segment.where is None:
+        raise NotIncremental("sql: segments are always evaluated in full")
+    plan = IncrementalPlan(segment.entity)
+    plan.touch(segment.entity)
+    _collect(project, segment.where, plan, project.models[segment.entity], depth=0)
+    for name in plan.boundaries:
+        model = project.models[name]
+        if name == segment.entity and model.updated_at is None:
+            raise NotIncremental(f"entity model '{name}' has no updated_at, so changes to it cannot be seen")
+        if name != segment.entity and not (model.loaded_at or model.timestamp):
+            raise NotIncremental(f"model '{name}' has neither loaded_at nor timestamp, so new rows cannot be seen")
+    return plan
+
+
+def _agos(comparison: Comparison | None) -> list[timedelta]:
+    if comparison is None or comparison.value is None:
+        return []
+    raw = comparison.value.raw
+    values = raw if isinstance(raw, list) else [raw]
+    return [v.delta for v in values if isinstance(v, Ago)]
+
+
+def _filters(conditions: tuple[Condition, ...], model: Model, plan: IncrementalPlan) -> None:
+    for condition in conditions:
+        _collect_filter(condition, model, plan)
+
+
+def _collect_filter(condition: Condition, model: Model, plan: IncrementalPlan) -> None:
+    if isinstance(condition, (All, AnyOf)):
+        for item in condition.items:
+            _collect_filter(item, model, plan)
+    elif isinstance(condition, Not):
+        _collect_filter(condition.item, model, plan)
+    elif isinstance(condition, ColumnCondition):
+        for delta in _agos(condition.comparison):
+            plan.add(model.name, condition.column, delta)
+
+
+def _windowed(plan: IncrementalPlan, model: Model, within: timedelta | None, older: timedelta | None) -> None:
+    if model.timestamp is None:
+        plan.touch(model.name)
+        return
+    plan.add(model.name, model.timestamp, ZERO)  # a row becomes visible when as_of reaches ts
+    for offset in (within, older):
+        if offset is not None:
+            plan.add(model.name, model.timestamp, offset)
+
+
+def _collect(project: Project, condition: Condition, plan: IncrementalPlan, entity: Model, depth: int) -> None:
+    if isinstance(condition, (All, AnyOf)):
+        for item in condition.items:
+            _collect(project, item, plan, entity, depth)
+    elif isinstance(condition, Not):
+        _collect(project, condition.item, plan, entity, depth)
+    elif isinstance(condition, ColumnCondition):
+        _collect_filter(condition, entity, plan)
+    elif isinstance(condition, EventCondition):
+        model = project.models[condition.model]
+        _windowed(plan, model, condition.within, condition.older_than)
+        _filters(condition.where, model, plan)
+        if condition.follow is not None:
+            follower = project.models[condition.follow.model]
+            _windowed(plan, follower, None, None)
+            _filters(condition.follow.where, follower, plan)
+    elif isinstance(condition, AggregateCondition):
+        model = project.models[condition.model]
+        _windowed(plan, model, condition.within, condition.older_than)
+        _filters(condition.where, model, plan)
+        if condition.column is not None:
+            for delta in _agos(condition.comparison):
+                plan.add(model.name, condition.column, delta)
+    elif isinstance(condition, SegmentRef):
+        target = project.segments.get(condition.segment)
+        if target is None or depth > 64:
+            return
+        if target.where is None:
+            raise NotIncremental(f"it references sql: segment '{target.name}'")
+        _collect(project, target.where, plan, entity, depth + 1)
+
+
+def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
+                     previous: datetime, as_of: datetime) -> exp.Query:
+    """``SELECT k``: keys of every entity whose membership may differ from ``previous``."""
+    parts: list[exp.Select] = []
+    for name in sorted(plan.boundaries):
+        model = project.models[name]
+        key_name = model.primary_key if name == plan.entity else model.entity_key
+        key = _column(catalog, name, key_name or "")
+        conditions: list[exp.Expression] = []
+        change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
+        if change:
+            conditions.append(exp.GT(this=_column(catalog, name, change),
+                                     expression=timestamp_literal(previous - model.lookback)))
+        for column, offset in _with_date_edges(catalog, name, plan.boundaries[name]):
+            ref = _column(catalog, name, column)
+            conditions.append(exp.and_(
+                exp.GT(this=ref, expression=timestamp_literal(previous - offset)),
+                exp.LTE(this=ref.copy(), expression=timestamp_literal(as_of - offset)),
+            ))
+        source = model.table.copy() if model.table is not None else exp.Subquery(this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
+        parts.append(exp.select(exp.alias_(key, "k")).from_(source).where(exp.or_(*conditions)))
+    query: exp.Query = parts[0]
+    for part in parts[1:]:
+        query = exp.union(query, part, distinct=True)
+    return exp.select("k").from_(query.subquery("c")).where(exp.not_(exp.Is(this=exp.column("k"), expression=exp.Null()))).distinct()
+
+
+def _with_date_edges(catalog: Catalog, model: str, boundaries: set[tuple[str, timedelta]]) -> list[tuple[str, timedelta]]:
+    """A DATE compared with ``{ago: D}`` flips at midnight: at d + D or d + 1 day + D."""
+    out = set(boundaries)
+    for column, offset in boundaries:
+        info = catalog.column(model, column)
+        if info is not None and info.kind is Kind.DATE:
+            out.add((column, offset + timedelta(days=1)))
+    return sorted(out)
+
+
+def _column(catalog: Catalog, model: str, name: str) -> exp.Column:
+    info = catalog.column(model, name)
+    return exp.column(exp.to_identifier(info.name if info else name, quoted=True))

@@ -1,0 +1,72 @@
+"""What an incremental run needs to know of the previous ones: the last as_of (the
+watermark, in data time), the last full run, the definition hash, and whether a segment's
+syncs have anything left to deliver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlglot import exp
+
+from revseg.state.store import StateStore
+
+
+@dataclass(frozen=True)
+class LastRun:
+    as_of: datetime
+    definition_hash: str
+    last_full_as_of: datetime | None
+
+
+def _s(value: str) -> exp.Literal:
+    return exp.Literal.string(value)
+
+
+def last_run(store: StateStore, segment: str) -> LastRun | None:
+    runs = store.t("segment_runs")
+    mine = exp.EQ(this=exp.column("segment"), expression=_s(segment))
+    latest = (
+        exp.select("as_of", "definition_hash").from_(runs).where(mine)
+        .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
+    )
+    rows = store.wh.fetchall(latest)
+    if not rows:
+        return None
+    full = exp.select(exp.Max(this=exp.column("as_of"))).from_(runs).where(
+        exp.and_(mine.copy(), exp.EQ(this=exp.column("mode"), expression=_s("full"))))
+    return LastRun(rows[0][0], str(rows[0][1]), store.scalar(full))
+
+
+def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
+    """True when no sync of the list has pending rows, unacknowledged batches, rejections
+    still to retry, or a failed last run: then a run without candidates has nothing to do."""
+    if not syncs:
+        return True
+    names = [_s(name) for name, _ in syncs]
+    in_syncs = exp.column("sync").isin(*names)
+    pending = exp.select(exp.Count(this=exp.Star())).from_(store.t("sync_members")).where(
+        exp.and_(in_syncs, exp.column("pending")))
+    inflight = exp.select(exp.Count(this=exp.Star())).from_(store.t("inflight")).where(in_syncs.copy())
+    retry = exp.or_(*[
+        exp.and_(exp.EQ(this=exp.column("sync"), expression=_s(name)),
+                 exp.LT(this=exp.column("attempts"), expression=exp.Literal.number(limit)))
+        for name, limit in syncs
+    ])
+    rejected = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(retry)
+    for query in (pending, inflight, rejected):
+        if int(store.scalar(query) or 0):
+            return False
+    seen = exp.select(exp.Count(this=exp.Distinct(expressions=[exp.column("sync")]))).from_(store.t("syncs")).where(in_syncs.copy())
+    if int(store.scalar(seen) or 0) < len(syncs):
+        return False  # a sync that never ran must run
+    runs = store.t("sync_runs")
+    ranked = exp.select(
+        "sync", "status",
+        exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=[exp.column("sync")],
+                              order=exp.Order(expressions=[exp.Ordered(this=exp.column("finished_at"), desc=True)])), "rn"),
+    ).from_(runs).where(in_syncs.copy())
+    failed = exp.select(exp.Count(this=exp.Star())).from_(ranked.subquery("x")).where(
+        exp.and_(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)),
+                 exp.EQ(this=exp.column("status"), expression=_s("failed"))))
+    return int(store.scalar(failed) or 0) == 0
