@@ -235,5 +235,56 @@ def summary(report: Any) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8471, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--detach", is_flag=True, help="Run in the background (log: .revseg/sandbox.log).")
+@click.option("--stop", "stop_", is_flag=True, help="Stop the sandbox started with --detach.")
+@click.option("--status", "status_", is_flag=True, help="Say whether a sandbox is running.")
+@click.option("--secret", envvar="REVSEG_WEBHOOK_SECRET", default=None, show_envvar=True,
+              help="whsec_ secret: verify signatures (default: accept unsigned requests).")
+@click.option("--project-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Directory whose .revseg/ holds the sandbox's pid and log.")
+def sandbox(port: int, detach: bool, stop_: bool, status_: bool, secret: str | None,
+            project_dir: str) -> None:
+    """Run a local webhook receiver to sync to: a `webhook` destination with
+    url http://127.0.0.1:PORT/hooks. GET /_audience shows what it holds."""
+    from revseg.sandbox import server
+
+    if sum([detach, stop_, status_]) > 1:
+        raise click.UsageError("use one of --detach, --stop and --status")
+    state_dir = Path(project_dir) / ".revseg"
+    try:
+        if stop_:
+            stopped = server.stop(state_dir)
+            click.echo(f"stopped the sandbox on port {stopped.port} (pid {stopped.pid})" if stopped
+                       else "no sandbox is running")
+            return
+        if status_:
+            info = server.status(state_dir)
+            if info is None or not info.running:
+                click.echo("no sandbox is running")
+                sys.exit(1)
+            click.echo(f"sandbox running: {info.url} (pid {info.pid}, "
+                       f"{'signed' if info.signed else 'unsigned'} requests)")
+            return
+
+        def ready(info: Any) -> None:
+            click.echo(f"webhook sandbox listening on {info.url} "
+                       f"({'verifying signatures' if info.signed else 'accepting unsigned requests'})")
+            click.echo(f"audience: {info.base_url}/_audience  deliveries: {info.base_url}/_deliveries")
+            click.echo("Ctrl-C to stop")
+
+        info = server.start(port, detach=detach, state_dir=state_dir, secret=secret, on_ready=ready,
+                            on_request=lambda delivery: click.echo(delivery.summary()))
+        if detach:
+            state = "already running" if info.already_running else "started"
+            click.echo(f"webhook sandbox {state}: {info.url} (pid {info.pid}, log {info.log_file or '-'})")
+            click.echo(f"audience: {info.base_url}/_audience; stop it with `revseg sandbox --stop`")
+    except RevsegError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

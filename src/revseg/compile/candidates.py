@@ -145,8 +145,11 @@ def _collect(project: Project, condition: Condition, plan: IncrementalPlan, enti
 
 
 def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
-                     previous: datetime, as_of: datetime) -> exp.Query:
-    """``SELECT k``: keys of every entity whose membership may differ from ``previous``."""
+                     previous: datetime, as_of: datetime, *, boundaries_only: bool = False) -> exp.Query:
+    """``SELECT k``: keys of every entity whose membership may differ from ``previous``.
+
+    ``boundaries_only`` leaves out new rows: the entities due to change with time alone.
+    """
     parts: list[exp.Select] = []
     for name in sorted(plan.boundaries):
         model = project.models[name]
@@ -154,7 +157,7 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
         key = _column(catalog, name, key_name or "")
         conditions: list[exp.Expression] = []
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
-        if change:
+        if change and not boundaries_only:
             conditions.append(exp.GT(this=_column(catalog, name, change),
                                      expression=timestamp_literal(previous - model.lookback)))
         for column, offset in _with_date_edges(catalog, name, plan.boundaries[name]):
@@ -163,12 +166,33 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
                 exp.GT(this=ref, expression=timestamp_literal(previous - offset)),
                 exp.LTE(this=ref.copy(), expression=timestamp_literal(as_of - offset)),
             ))
+        if not conditions:
+            continue
         source = model.table.copy() if model.table is not None else exp.Subquery(this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
         parts.append(exp.select(exp.alias_(key, "k")).from_(source).where(exp.or_(*conditions)))
+    if not parts:  # nothing moves with time: an empty set of the right shape
+        parts.append(exp.select(exp.alias_(exp.Null(), "k")).where(exp.false()))
     query: exp.Query = parts[0]
     for part in parts[1:]:
         query = exp.union(query, part, distinct=True)
     return exp.select("k").from_(query.subquery("c")).where(exp.not_(exp.Is(this=exp.column("k"), expression=exp.Null()))).distinct()
+
+
+def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan) -> exp.Select:
+    """Row count and latest change per model read: equal fingerprints mean no new data."""
+    selects: list[exp.Expression] = []
+    for name in sorted(plan.boundaries):
+        model = project.models[name]
+        change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
+        source = model.table.copy() if model.table is not None else exp.Subquery(
+            this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
+        count = exp.select(exp.Count(this=exp.Star())).from_(source.copy())
+        selects.append(exp.cast(count.subquery(), exp.DataType.build("TEXT")))
+        if change:
+            latest = exp.select(exp.Max(this=_column(catalog, name, change))).from_(source.copy())
+            selects.append(exp.Coalesce(this=exp.cast(latest.subquery(), exp.DataType.build("TEXT")),
+                                        expressions=[exp.Literal.string("-")]))
+    return exp.select(*selects)
 
 
 def _with_date_edges(catalog: Catalog, model: str, boundaries: set[tuple[str, timedelta]]) -> list[tuple[str, timedelta]]:

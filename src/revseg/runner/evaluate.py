@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlglot import exp
 
-from revseg.compile.candidates import NotIncremental, candidates_query, plan_incremental
+from revseg.compile.candidates import NotIncremental, candidates_query, fingerprint_query, plan_incremental
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import stage_query
 from revseg.compile.membership import ID, membership_query, traits_query
@@ -31,6 +31,7 @@ class Evaluation:
     members: int
     candidates: int | None = None
     reason: str = ""
+    fingerprint: str | None = None
 
 
 def definition_hash(project: Project, segment: Segment) -> str:
@@ -50,24 +51,36 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
     full = membership_query(project, catalog, segment.name, as_of)
     traits = trait_names(segment, full)
+    fingerprint = _fingerprint(project, catalog, store, segment)
     if reason is not None:
-        return Evaluation("full", store.stage(segment.name, stage_query(full, traits)), reason=reason)
+        members = store.stage(segment.name, stage_query(full, traits))
+        return Evaluation("full", members, reason=reason, fingerprint=fingerprint)
     assert previous is not None
     plan = plan_incremental(project, segment)
+    if fingerprint == previous.fingerprint:
+        due = candidates_query(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
+        limits = [(s.name, s.max_attempts) for s in segment.syncs]
+        if not store.wh.fetchall(due.limit(1)) and syncs_settled(store, limits):
+            return Evaluation("skipped", -1, 0, fingerprint=fingerprint)
     candidates = store.t(f"cand__{segment.name}")
     store.replace_table(candidates, candidates_query(project, catalog, plan, previous.as_of, as_of))
     count = int(store.scalar(exp.select(exp.Count(this=exp.Star())).from_(candidates.copy())))
-    limits = [(s.name, s.max_attempts) for s in segment.syncs]
-    if count == 0 and syncs_settled(store, limits):
-        store.drop(candidates)
-        return Evaluation("skipped", -1, 0)
     changed = membership_query(project, catalog, segment.name, as_of, candidates=candidates)
     both = exp.union(exp.select("*").from_(_unchanged(project, catalog, store, segment, candidates).subquery("u")),
                      exp.select("*").from_(changed.subquery("c")), distinct=False)
     staged = stage_query(exp.select("*").from_(both.subquery("b")), traits)
     members = store.stage(segment.name, staged)
     store.drop(candidates)
-    return Evaluation("incremental", members, count)
+    return Evaluation("incremental", members, count, fingerprint=fingerprint)
+
+
+def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment) -> str | None:
+    try:
+        plan = plan_incremental(project, segment)
+    except NotIncremental:
+        return None
+    row = store.wh.fetchall(fingerprint_query(project, catalog, plan))[0]
+    return "|".join(str(v) for v in row)
 
 
 def _unchanged(project: Project, catalog: Catalog, store: StateStore, segment: Segment,

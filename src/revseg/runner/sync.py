@@ -109,9 +109,9 @@ class SyncRun:
             for sync in chosen:
                 self.report.syncs.append(self._sync(segment, sync, traits))
         report.seconds = time.monotonic() - started
-        self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
-                                      definition_hash(self.project, segment), self.clock())
-        if result.mode != "skipped":
+        if result.mode != "skipped":  # a skip leaves the watermark where it was: nothing moved
+            self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
+                                          definition_hash(self.project, segment), self.clock(), result.fingerprint)
             self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
 
     def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:

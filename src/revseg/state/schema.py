@@ -84,6 +84,13 @@ def _v1(schema: str) -> list[exp.Expression]:
     return [create_table(schema, name) for name in TABLES if name != "schema_version"]
 
 
+def _v2(schema: str) -> list[exp.Expression]:
+    """segment_runs.fingerprint: row counts and latest changes of the models a segment read,
+    so a run that finds nothing new can skip without evaluating."""
+    column = exp.ColumnDef(this=exp.to_identifier("fingerprint", quoted=True), kind=exp.DataType.build(TEXT))
+    return [exp.Alter(this=table(schema, "segment_runs"), kind="TABLE", actions=[column])]
+
+
 #: numbered migrations; each returns the statements that bring version N-1 to N
-MIGRATIONS: list[Callable[[str], list[exp.Expression]]] = [_v1]
+MIGRATIONS: list[Callable[[str], list[exp.Expression]]] = [_v1, _v2]
 LATEST = len(MIGRATIONS)

@@ -345,11 +345,12 @@ class StateStore:
 
     # -- run history ----------------------------------------------------------------
     def record_segment_run(self, run_id: str, report: Any, as_of: datetime, definition_hash: str,
-                           now: datetime) -> None:
+                           now: datetime, fingerprint: str | None = None) -> None:
         self.insert_rows("segment_runs", [{
             "run_id": run_id, "segment": report.name, "as_of": as_of, "mode": report.mode,
             "members": report.members, "entered": report.entered, "exited": report.exited,
             "seconds": report.seconds, "definition_hash": definition_hash, "finished_at": now,
+            "fingerprint": fingerprint,
         }])
 
     def record_sync_run(self, run_id: str, report: Any, as_of: datetime, now: datetime) -> None:

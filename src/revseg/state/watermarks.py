@@ -17,6 +17,7 @@ class LastRun:
     as_of: datetime
     definition_hash: str
     last_full_as_of: datetime | None
+    fingerprint: str | None
 
 
 def _s(value: str) -> exp.Literal:
@@ -27,7 +28,7 @@ def last_run(store: StateStore, segment: str) -> LastRun | None:
     runs = store.t("segment_runs")
     mine = exp.EQ(this=exp.column("segment"), expression=_s(segment))
     latest = (
-        exp.select("as_of", "definition_hash").from_(runs).where(mine)
+        exp.select("as_of", "definition_hash", "fingerprint").from_(runs).where(mine)
         .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
     )
     rows = store.wh.fetchall(latest)
@@ -35,7 +36,7 @@ def last_run(store: StateStore, segment: str) -> LastRun | None:
         return None
     full = exp.select(exp.Max(this=exp.column("as_of"))).from_(runs).where(
         exp.and_(mine.copy(), exp.EQ(this=exp.column("mode"), expression=_s("full"))))
-    return LastRun(rows[0][0], str(rows[0][1]), store.scalar(full))
+    return LastRun(rows[0][0], str(rows[0][1]), store.scalar(full), rows[0][2])
 
 
 def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
