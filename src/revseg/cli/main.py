@@ -217,6 +217,27 @@ def history(ctx: Context, segment: str, as_json: bool) -> None:
     ctx.out(bar_chart(labels, sizes, notes))
 
 
+@main.command(name="run")
+@_select_option
+@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=0.1, show_default=True,
+              help="Seconds between checks of continuous segments for new data.")
+@project_command
+def run_(ctx: Context, select: tuple[str, ...], poll_interval: float) -> None:
+    """Keep segments fresh: each on its refresh cadence, continuous ones as data lands."""
+    import signal
+
+    from revseg.runner.scheduler import Scheduler
+
+    scheduler = Scheduler(ctx.runner, select, poll_interval=poll_interval,
+                          on_report=lambda report: ctx.out(summary(report)))
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
+    ctx.out(f"revseg run: {len(scheduler.names)} segments; Ctrl-C or SIGTERM stops after the batch in flight.",
+            err=True)
+    scheduler.run()
+    ctx.out("revseg run: stopped cleanly.", err=True)
+
+
 def summary(report: Any) -> str:
     lines = [f"run {report.run_id} at {iso(report.as_of)}: {report.status}"]
     for seg in report.segments:

@@ -8,7 +8,7 @@ The runner never prints; the CLI renders what it returns. It is also the Python 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +24,7 @@ from revseg.project.loader import load_project
 from revseg.runner.catalog import read_catalog
 from revseg.runner.reports import RunReport
 from revseg.runner.sync import Progress, SyncOptions, SyncRun
+from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
 from revseg.spec.project import Project
 from revseg.warehouse.base import Warehouse
@@ -55,6 +56,24 @@ class PreviewResult:
     as_of: datetime
     members: list[Member] = field(default_factory=list)
     total: int = 0
+
+
+@dataclass
+class Session:
+    """One open connection to the warehouse with the project validated against it."""
+
+    project: Project
+    warehouse: Warehouse
+    catalog: Catalog
+    store: StateStore
+
+    def sync(self, names: list[str], only: set[str] | None, options: SyncOptions,
+             progress: Progress | None = None, destination_extra: dict[str, Any] | None = None,
+             lock: SegmentLock | None = None, should_stop: Callable[[], bool] | None = None) -> RunReport:
+        run = SyncRun(self.project, self.catalog, self.store, options, utc_now, progress, destination_extra)
+        if should_stop is not None:
+            run.should_stop = should_stop
+        return run.run(names, only, lock)
 
 
 class Runner:
@@ -202,11 +221,17 @@ class Runner:
              destination_extra: dict[str, Any] | None) -> RunReport:
         names = self.segment_names(selectors)
         only = self._sync_filter(selectors)
+        with self.session(options.as_of) as session:
+            return session.sync(names, only, options, progress, destination_extra)
+
+    @contextmanager
+    def session(self, as_of: datetime | None = None) -> Iterator[Session]:
+        """A connected, validated project for many runs (``revseg run`` and ``serve``)."""
         with self.warehouse() as warehouse:
-            catalog = self.checked(warehouse, options.as_of)
+            catalog = self.checked(warehouse, as_of)
             store = StateStore(warehouse, self.project.state_schema)
-            run = SyncRun(self.project, catalog, store, options, utc_now, progress, destination_extra)
-            return run.run(names, only)
+            store.ensure()
+            yield Session(self.project, warehouse, catalog, store)
 
     def status(self) -> dict[str, Any]:
         """Per segment and sync: members, last run, freshness lag, outcomes, open rejections."""

@@ -67,24 +67,39 @@ class SyncRun:
         self.report = RunReport(new_run_id(clock()), options.as_of)
         self.seq = 0
         self.lock: SegmentLock | None = None
+        self.should_stop: Callable[[], bool] = lambda: False
+        self._recorded = False
 
     # -- the run --------------------------------------------------------------------
-    def run(self, segments: list[str], syncs: set[str] | None = None) -> RunReport:
+    def run(self, segments: list[str], syncs: set[str] | None = None,
+            lock: SegmentLock | None = None) -> RunReport:
+        """Run the segments; a long-running scheduler passes the ``lock`` it already holds."""
         self.store.ensure()
         if self.options.dry_run:
             for name in segments:
                 self._plan_segment(self.project.segments[name], syncs)
             return self.report
-        self.lock = SegmentLock(self.store, self.report.run_id, self.clock)
-        self.lock.acquire(segments, self.options.lock_wait_seconds)
+        own_lock = lock is None
+        self.lock = lock or SegmentLock(self.store, self.report.run_id, self.clock)
+        if own_lock:
+            self.lock.acquire(segments, self.options.lock_wait_seconds)
         try:
-            self.store.start_run(self.report.run_id, "sync", self.options.as_of, self.clock())
             for name in segments:
+                if self.should_stop():
+                    break
                 self._segment(self.project.segments[name], syncs)
-            self.store.finish_run(self.report.run_id, self.report.status, self.clock())
+            if self._recorded:
+                self.store.finish_run(self.report.run_id, self.report.status, self.clock())
         finally:
-            self.lock.release()
+            if own_lock:
+                self.lock.release()
         return self.report
+
+    def _record_start(self) -> None:
+        """The run's row is written with its first evaluated segment: skips write nothing."""
+        if not self._recorded:
+            self.store.start_run(self.report.run_id, "sync", self.options.as_of, self.clock())
+            self._recorded = True
 
     def _selected(self, segment: Segment, syncs: set[str] | None) -> list[Sync]:
         return [s for s in segment.syncs if syncs is None or s.name in syncs]
@@ -101,6 +116,7 @@ class SyncRun:
             self.report.segments.append(report)
             self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
         else:
+            self._record_start()
             entered, exited = self.store.commit_segment(segment.name, self.options.as_of,
                                                         self.project.history_retention)
             report = SegmentReport(segment.name, result.mode, result.members, entered, exited)
@@ -223,6 +239,8 @@ class SyncRun:
                 if self.lock is not None:
                     self.lock.renew()
                 self.progress("batch", {"sync": sync.name, "done": sent, "total": total})
+                if self.should_stop():  # SIGTERM: the batch in flight is done; the rest goes next run
+                    break
             report.batches = number
 
     def _send(self, destination: Destination, segment: Segment, sync: Sync, report: SyncReport, number: int,

@@ -50,6 +50,7 @@ class StateStore:
     def __init__(self, warehouse: Warehouse, schema: str) -> None:
         self.wh = warehouse
         self.schema = schema
+        self._ensured = False
 
     def t(self, name: str) -> exp.Table:
         return table(self.schema, name)
@@ -63,6 +64,8 @@ class StateStore:
     # -- schema ---------------------------------------------------------------------
     def ensure(self) -> None:
         """Create the schema and apply pending migrations (each in its own transaction)."""
+        if self._ensured:
+            return
         if not self.wh.schema_exists(self.schema):
             self.wh.execute(exp.Create(this=exp.to_identifier(self.schema, quoted=True), kind="SCHEMA", exists=True))
         self.wh.execute(create_table(self.schema, "schema_version"))
@@ -85,6 +88,7 @@ class StateStore:
             except Exception:
                 self.wh.rollback()
                 raise
+        self._ensured = True
 
     def exists(self) -> bool:
         """Whether any revseg state is here (status/history on a fresh warehouse)."""

@@ -1,0 +1,128 @@
+"""``revseg run``: one process that refreshes each segment on its own ``refresh`` cadence.
+
+- ``continuous``: checked every ``poll_interval`` (and at once when ingest nudges); a check
+  that finds no new data and nothing due costs a few cheap queries and writes nothing;
+- a duration (``5m``): run when that long has passed since its last run;
+- a cron expression: run at each matching minute (UTC);
+- ``manual``: never run here (use ``revseg sync``).
+
+The scheduler holds the locks of its segments for its whole life (renewing the lease), so a
+``revseg sync`` elsewhere waits for it. ``stop()`` (SIGTERM) lets the batch in flight finish
+and returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from revseg.durations import parse_duration
+from revseg.runner.cron import Cron
+from revseg.runner.reports import RunReport
+from revseg.runner.runner import Runner, Session, utc_now
+from revseg.runner.sync import SyncOptions, new_run_id
+from revseg.state.lock import SegmentLock
+
+
+class Scheduler:
+    def __init__(self, runner: Runner, selectors: tuple[str, ...] = (), *, poll_interval: float = 0.1,
+                 on_report: Callable[[RunReport], None] | None = None,
+                 destination_extra: dict[str, Any] | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.runner = runner
+        self.names = [n for n in runner.segment_names(selectors) if runner.project.segments[n].refresh != "manual"]
+        self.poll_interval = poll_interval
+        self.on_report = on_report or (lambda _report: None)
+        self.extra = destination_extra
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._next: dict[str, datetime] = {}
+        self.session: Session | None = None
+        self.ready = threading.Event()
+        #: the last instant each segment was checked (freshness for the serve API)
+        self.checked_at: dict[str, datetime] = {}
+        self.runs = 0
+
+    # -- control --------------------------------------------------------------------
+    def nudge(self) -> None:
+        """New rows landed (ingest): check continuous segments now."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- the loop -------------------------------------------------------------------
+    def _due(self, now: datetime) -> list[str]:
+        due = []
+        for name in self.names:
+            refresh = self.runner.project.segments[name].refresh
+            if refresh == "continuous" or self._next.get(name, now) <= now:
+                due.append(name)
+        return due
+
+    def _schedule(self, name: str, now: datetime) -> None:
+        refresh = self.runner.project.segments[name].refresh
+        if refresh == "continuous":
+            return
+        try:
+            self._next[name] = now + parse_duration(refresh)
+        except ValueError:
+            self._next[name] = Cron(refresh).next_after(now)
+
+    def _sleep_seconds(self, now: datetime) -> float:
+        if any(self.runner.project.segments[n].refresh == "continuous" for n in self.names):
+            return self.poll_interval
+        upcoming = [t for t in self._next.values()]
+        if not upcoming:
+            return 3600.0
+        return max(0.0, min((t - now).total_seconds() for t in upcoming))
+
+    def run(self) -> None:
+        """Run until ``stop()``. Raises what a session raises (invalid project, warehouse)."""
+        with self.runner.session() as session:
+            self.session = session
+            lock = SegmentLock(session.store, new_run_id(self.clock()), self.clock)
+            lock.acquire(self.names, wait_seconds=30.0)
+            for name in self.names:
+                if self.runner.project.segments[name].refresh != "continuous":
+                    self._next[name] = self.clock()
+            self.ready.set()
+            try:
+                while not self.stopping:
+                    now = self.clock()
+                    due = self._due(now)
+                    if due:
+                        report = session.sync(due, None, SyncOptions(now), None, self.extra, lock,
+                                              should_stop=lambda: self.stopping)
+                        self.runs += 1
+                        for name in due:
+                            self.checked_at[name] = now
+                            self._schedule(name, now)
+                        if any(s.mode != "skipped" for s in report.segments):
+                            self.on_report(report)
+                    lock.renew()
+                    self._wake.wait(self._sleep_seconds(self.clock()))
+                    self._wake.clear()
+            finally:
+                lock.release()
+                self.session = None
+
+
+def run_forever(scheduler: Scheduler) -> None:
+    """Block in the scheduler; convenience for threads."""
+    try:
+        scheduler.run()
+    finally:
+        scheduler.ready.set()
+
+
+__all__ = ["Scheduler", "run_forever", "time"]
