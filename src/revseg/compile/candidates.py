@@ -28,8 +28,8 @@ from sqlglot import exp
 from revseg.compile.catalog import Catalog, Kind
 from revseg.compile.values import timestamp_literal
 from revseg.spec.conditions import (
-    Ago,
     AggregateCondition,
+    Ago,
     All,
     AnyOf,
     ColumnCondition,

@@ -47,6 +47,9 @@ class Catalog:
     """Columns per model name; lookups are case-insensitive (engines fold case differently)."""
 
     models: dict[str, dict[str, ColumnInfo]] = field(default_factory=dict)
+    #: collation that orders text by code point (SPEC 2.2), where the engine's default may
+    #: not (PostgreSQL columns can carry a locale's collation); None: already binary
+    text_collation: str | None = None
 
     def add(self, model: str, columns: list[ColumnInfo]) -> None:
         self.models[model] = {c.name.lower(): c for c in columns}

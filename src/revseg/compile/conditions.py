@@ -20,8 +20,7 @@ from sqlglot import exp
 
 from revseg.compile.catalog import Catalog, ColumnInfo, Kind
 from revseg.compile.values import ValueConversionError, literal, timestamp_literal
-from revseg.errors import Position, Problem
-from revseg.errors import did_you_mean
+from revseg.errors import Position, Problem, did_you_mean
 from revseg.spec.conditions import (
     AggregateCondition,
     All,
@@ -139,6 +138,8 @@ class ConditionCompiler:
             return exp.not_(exp.Is(this=this, expression=exp.Null()))
         assert comparison.value is not None
         raw = comparison.value.raw
+        if kind is Kind.TEXT and op in _ORDERING:
+            this = self.binary_order(this)
         try:
             if op in ("contains", "starts_with", "ends_with"):
                 return self._string_op(this, kind, op, raw, what)
@@ -154,6 +155,13 @@ class ConditionCompiler:
                              f"({kind.value}): {exc}", "value")
             return _FALSE.copy()
         return coalesce_false(_COMPARATORS[op](this=this, expression=value))
+
+    def binary_order(self, this: exp.Expression) -> exp.Expression:
+        """Order text by code point where the engine's collation might not."""
+        collation = self.scope.catalog.text_collation
+        if collation is None:
+            return this
+        return exp.Collate(this=this, expression=exp.to_identifier(collation, quoted=True))
 
     def _string_op(self, this: exp.Expression, kind: Kind, op: str, raw: object, what: str) -> exp.Expression:
         if kind not in (Kind.TEXT, Kind.OTHER):
@@ -283,6 +291,8 @@ class ConditionCompiler:
                 self.scope.error(cond.column_position, f"'{cond.fn}' needs a numeric column; "
                                  f"'{info.name}' is {info.kind.value}", "aggregate")
                 return _FALSE.copy()
+            if cond.fn in ("min", "max") and info.kind is Kind.TEXT:
+                column = self.binary_order(column)
             value = _AGGREGATES[cond.fn](column)
             if cond.fn in ("min", "max"):
                 kind = info.kind
@@ -376,6 +386,8 @@ def _fold(join: object, parts: list[exp.Expression], empty: exp.Expression) -> e
     wrapped = [exp.paren(p) if isinstance(p, (exp.And, exp.Or)) else p for p in parts]
     return join(*wrapped)  # type: ignore[operator, no-any-return]
 
+
+_ORDERING = (">", ">=", "<", "<=", "between")
 
 _COMPARATORS: dict[str, type[exp.Expression]] = {
     "=": exp.EQ,

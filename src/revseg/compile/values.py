@@ -8,7 +8,7 @@ reports at the value's position.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -25,7 +25,7 @@ class ValueConversionError(ValueError):
 def timestamp_literal(moment: datetime) -> exp.Expression:
     """A naive-UTC timestamp literal (aware datetimes are converted to UTC first)."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     text = moment.isoformat(sep=" ", timespec="microseconds" if moment.microsecond else "seconds")
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))
 
@@ -66,7 +66,7 @@ def parse_timestamp(value: Any) -> datetime:
     else:
         raise ValueConversionError(f"{value!r} is not a timestamp")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 

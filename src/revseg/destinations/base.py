@@ -42,6 +42,9 @@ class Capabilities:
     requires_identifier: bool = False
     #: True when the API applies trait changes of existing members (``update`` ops).
     supports_update: bool = True
+    #: fewest matched members before the audience can be used (LinkedIn: 300); None: no floor.
+    #: Informational: a smaller segment still syncs, but `validate`/`plan` may warn about it.
+    min_audience_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from revseg.durations import parse_duration
-from revseg.errors import Problem
+from revseg.errors import Problem, did_you_mean
 from revseg.project.sqltext import parse_expression
-from revseg.errors import did_you_mean
 from revseg.project.yamlfile import PathKey, YamlDoc
 from revseg.spec.conditions import (
     AGGREGATE_FNS,
@@ -24,8 +23,8 @@ from revseg.spec.conditions import (
     NULL_OPS,
     OPERATORS,
     STRING_OPS,
-    Ago,
     AggregateCondition,
+    Ago,
     All,
     AnyOf,
     ColumnCondition,

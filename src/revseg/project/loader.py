@@ -14,13 +14,12 @@ from typing import Any
 import sqlglot
 from pydantic import ValidationError
 
-from revseg.errors import Position, Problem, ProjectError, UsageError
+from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_mean
 from revseg.project.render import Renderer, render_tree
 from revseg.project.segments import check_references, is_trigger_template, load_segments
 from revseg.project.specs import DestinationSpec, ModelSpec, ProjectSpec, parse_rate
 from revseg.project.sqltext import parse_query
 from revseg.project.targets import DIALECTS, TARGET_TYPES, target_config
-from revseg.errors import did_you_mean
 from revseg.project.validation import validate_spec
 from revseg.project.yamlfile import YamlDoc, load_yaml
 from revseg.secrets import Secrets
@@ -66,8 +65,8 @@ def read_project(
         raise ProjectError([Problem(doc.pos(()), f"{PROJECT_FILE} must be a mapping of keys", "type")])
 
     renderer = _renderer(doc, secrets, environ, problems)
-    chosen = target or doc.data.get("target")
     targets = doc.data.get("targets") if isinstance(doc.data.get("targets"), dict) else {}
+    chosen = target or doc.data.get("target") or (next(iter(targets)) if len(targets) == 1 else None)
     # only the target in use is rendered: prod's env vars need not exist on a laptop
     problems.extend(render_tree(
         doc, renderer, skip=lambda p: p[:1] == ("vars",) or (p[:1] == ("targets",) and len(p) > 1 and p[1] != chosen)

@@ -14,8 +14,8 @@ import jinja2
 import jinja2.sandbox
 
 from revseg.errors import Problem
-from revseg.secrets import Secrets
 from revseg.project.yamlfile import PathKey, YamlDoc
+from revseg.secrets import Secrets
 
 _MISSING = object()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from revseg.errors import UsageError
 
-__all__ = ["scaffold_project", "project_name"]
+__all__ = ["project_name", "scaffold_project"]
 
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_]+")
 

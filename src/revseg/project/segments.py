@@ -9,11 +9,10 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
-from revseg.errors import Problem
+from revseg.errors import Problem, did_you_mean
 from revseg.project.conditions import ConditionParser
 from revseg.project.specs import SegmentSpec
 from revseg.project.sqltext import parse_expression, parse_query
-from revseg.errors import did_you_mean
 from revseg.project.validation import validate_spec
 from revseg.project.yamlfile import PathKey, YamlDoc
 from revseg.spec.conditions import SegmentRef, walk

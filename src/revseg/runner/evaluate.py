@@ -16,7 +16,12 @@ from datetime import datetime
 
 from sqlglot import exp
 
-from revseg.compile.candidates import NotIncremental, candidates_query, fingerprint_query, plan_incremental
+from revseg.compile.candidates import (
+    NotIncremental,
+    candidates_query,
+    fingerprint_query,
+    plan_incremental,
+)
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import stage_query
 from revseg.compile.membership import ID, membership_query, traits_query

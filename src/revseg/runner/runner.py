@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +24,23 @@ from revseg.project.loader import load_project
 from revseg.runner.catalog import read_catalog
 from revseg.runner.reports import RunReport
 from revseg.runner.sync import Progress, SyncOptions, SyncRun
+from revseg.spec.project import Project
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
-from revseg.spec.project import Project
 from revseg.warehouse.base import Warehouse
 from revseg.warehouse.registry import warehouse_for
 
 
 def utc_now() -> datetime:
     """Now, as naive UTC (membership never depends on the machine's time zone)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def normalize_as_of(as_of: datetime | None) -> datetime:
     if as_of is None:
         return utc_now()
     if as_of.tzinfo is not None:
-        return as_of.astimezone(timezone.utc).replace(tzinfo=None)
+        return as_of.astimezone(UTC).replace(tzinfo=None)
     return as_of
 
 

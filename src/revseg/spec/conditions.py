@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any
 
 from sqlglot import exp
 
@@ -126,9 +126,9 @@ class SqlPredicate:
     position: Position
 
 
-Condition = Union[
-    All, AnyOf, Not, ColumnCondition, EventCondition, AggregateCondition, SegmentRef, SqlPredicate
-]
+Condition = (
+    All | AnyOf | Not | ColumnCondition | EventCondition | AggregateCondition | SegmentRef | SqlPredicate
+)
 
 
 def walk(condition: Condition) -> list[Condition]:

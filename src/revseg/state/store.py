@@ -254,7 +254,7 @@ class StateStore:
     def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str],
                     *, trigger_on: str | None, now: datetime) -> None:
         """Step 3: apply the destination's answer to the batch."""
-        inflight, members, rejections = self.t("inflight"), self.t("sync_members"), self.t("rejections")
+        inflight, members = self.t("inflight"), self.t("sync_members")
         this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
         bad = exp.select("id").from_(self.t("outcomes")).where(this_batch.copy())
         is_bad = exp.column("id").isin(query=bad)

@@ -45,6 +45,8 @@ class Warehouse(ABC):
     dialect: ClassVar[str]
     #: the target type name in revseg.yml (``duckdb``, ``postgres`` ...).
     type_name: ClassVar[str]
+    #: collation that orders text by code point, when columns may carry another one
+    text_collation: ClassVar[str | None] = None
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)

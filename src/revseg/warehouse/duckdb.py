@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import time
 
 import pyarrow as pa
 import sqlglot
@@ -14,7 +13,6 @@ from sqlglot import exp
 
 from revseg.errors import LockError, WarehouseError
 from revseg.warehouse.base import Column, TableRef, Warehouse
-
 
 #: how long to wait for another process to release the database file
 LOCK_WAIT_SECONDS = 30.0

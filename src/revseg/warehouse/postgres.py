@@ -15,6 +15,8 @@ from revseg.warehouse.base import Column, TableRef, Warehouse
 class PostgresWarehouse(Warehouse):
     dialect = "postgres"
     type_name = "postgres"
+    #: a database or column created with a locale (en_US, ICU) orders 'us' before 'US'
+    text_collation = "C"
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -72,7 +74,7 @@ class PostgresWarehouse(Warehouse):
             cursor.execute(sql)
             names = [d.name for d in cursor.description]
             while rows := cursor.fetchmany(batch_size):
-                columns = list(zip(*rows)) if rows else [[] for _ in names]
+                columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
                 yield pa.RecordBatch.from_arrays([pa.array(list(c)) for c in columns], names=names)
 
     def columns(self, table: TableRef) -> list[Column] | None:
