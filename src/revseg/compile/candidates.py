@@ -155,7 +155,7 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
         model = project.models[name]
         key_name = model.primary_key if name == plan.entity else model.entity_key
         key = _column(catalog, name, key_name or "")
-        conditions: list[exp.Expression] = []
+        conditions: list[exp.Expr] = []
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
         if change and not boundaries_only:
             conditions.append(exp.GT(this=_column(catalog, name, change),
@@ -180,7 +180,7 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
 
 def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan) -> exp.Select:
     """Row count and latest change per model read: equal fingerprints mean no new data."""
-    selects: list[exp.Expression] = []
+    selects: list[exp.Expr] = []
     for name in sorted(plan.boundaries):
         model = project.models[name]
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)

@@ -12,6 +12,7 @@ Shapes, chosen so engines plan set-based joins, never a query per entity:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -42,7 +43,7 @@ ENTITY = "e"
 _FALSE = exp.false()
 
 
-def coalesce_false(condition: exp.Expression) -> exp.Expression:
+def coalesce_false(condition: exp.Expr) -> exp.Expr:
     """NULL (unknown) becomes FALSE, so NOT is the boolean complement."""
     return exp.Coalesce(this=exp.paren(condition, copy=False), expressions=[exp.false()])
 
@@ -51,7 +52,7 @@ def col(alias: str, name: str) -> exp.Column:
     return exp.column(exp.to_identifier(name, quoted=True), table=exp.to_identifier(alias))
 
 
-def model_source(model: Model, alias: str) -> exp.Expression:
+def model_source(model: Model, alias: str) -> exp.Expr:
     """``FROM`` item for a model: its table, or its ``sql:`` as a subquery."""
     if model.table is not None:
         return model.table.copy().as_(alias)
@@ -73,7 +74,7 @@ class Scope:
     candidates: exp.Table | None = None
     _counter: int = 0
 
-    def only_candidates(self, key: exp.Expression) -> list[exp.Expression]:
+    def only_candidates(self, key: exp.Expr) -> list[exp.Expr]:
         """``key IN (SELECT k FROM candidates)`` when evaluating candidates only."""
         if self.candidates is None:
             return []
@@ -103,7 +104,7 @@ class ConditionCompiler:
         self.key = scope.catalog.column(entity.name, entity.primary_key or "")
 
     # -- dispatch -------------------------------------------------------------------
-    def compile(self, condition: Condition, *, depth: int = 0) -> exp.Expression:
+    def compile(self, condition: Condition, *, depth: int = 0) -> exp.Expr:
         if isinstance(condition, All):
             return _fold(exp.and_, [self.compile(c, depth=depth) for c in condition.items], exp.true())
         if isinstance(condition, AnyOf):
@@ -123,13 +124,13 @@ class ConditionCompiler:
         raise TypeError(f"unknown condition {condition!r}")
 
     # -- column leaves --------------------------------------------------------------
-    def column(self, cond: ColumnCondition, model: Model, alias: str) -> exp.Expression:
+    def column(self, cond: ColumnCondition, model: Model, alias: str) -> exp.Expr:
         info = self.scope.resolve(model.name, cond.column, cond.column_position)
         if info is None:
             return _FALSE.copy()
         return self.compare(col(alias, info.name), info.kind, cond.comparison, info.name)
 
-    def compare(self, this: exp.Expression, kind: Kind, comparison: Comparison, what: str) -> exp.Expression:
+    def compare(self, this: exp.Expr, kind: Kind, comparison: Comparison, what: str) -> exp.Expr:
         """``this OP value`` as a never-NULL boolean."""
         op = comparison.op
         if op == "is_null":
@@ -156,20 +157,21 @@ class ConditionCompiler:
             return _FALSE.copy()
         return coalesce_false(_COMPARATORS[op](this=this, expression=value))
 
-    def binary_order(self, this: exp.Expression) -> exp.Expression:
+    def binary_order(self, this: exp.Expr) -> exp.Expr:
         """Order text by code point where the engine's collation might not."""
         collation = self.scope.catalog.text_collation
         if collation is None:
             return this
         return exp.Collate(this=this, expression=exp.to_identifier(collation, quoted=True))
 
-    def _string_op(self, this: exp.Expression, kind: Kind, op: str, raw: object, what: str) -> exp.Expression:
+    def _string_op(self, this: exp.Expr, kind: Kind, op: str, raw: object, what: str) -> exp.Expr:
         if kind not in (Kind.TEXT, Kind.OTHER):
             raise ValueConversionError(f"'{op}' needs a text column, '{what}' is {kind.value}")
         text = str(raw)
         if text == "":  # every string contains, starts and ends with the empty string
             return exp.not_(exp.Is(this=this, expression=exp.Null()))
         needle = exp.Literal.string(text)
+        found: exp.Expr
         if op == "contains":
             found = exp.GT(this=exp.StrPosition(this=this, substr=needle), expression=exp.Literal.number(0))
         elif op == "starts_with":
@@ -178,11 +180,11 @@ class ConditionCompiler:
             found = exp.EQ(this=exp.Right(this=this, expression=exp.Literal.number(len(text))), expression=needle)
         return coalesce_false(found)
 
-    def filters(self, conditions: tuple[Condition, ...], model: Model, alias: str) -> list[exp.Expression]:
+    def filters(self, conditions: tuple[Condition, ...], model: Model, alias: str) -> list[exp.Expr]:
         """An event's / aggregate's ``where``: column conditions over ``alias``."""
         return [self._filter(c, model, alias) for c in conditions]
 
-    def _filter(self, condition: Condition, model: Model, alias: str) -> exp.Expression:
+    def _filter(self, condition: Condition, model: Model, alias: str) -> exp.Expr:
         if isinstance(condition, All):
             return _fold(exp.and_, [self._filter(c, model, alias) for c in condition.items], exp.true())
         if isinstance(condition, AnyOf):
@@ -194,7 +196,7 @@ class ConditionCompiler:
 
     # -- events ---------------------------------------------------------------------
     def _time_filters(self, model: Model, alias: str, cond: EventCondition | AggregateCondition,
-                      position: Position) -> list[exp.Expression]:
+                      position: Position) -> list[exp.Expr]:
         """as_of - within < ts <= as_of - older_than; NULL ts and ts > as_of drop out."""
         if model.timestamp is None:
             return []
@@ -203,12 +205,12 @@ class ConditionCompiler:
             return [_FALSE.copy()]
         ts = col(alias, info.name)
         upper = self.scope.as_of - cond.older_than if cond.older_than else self.scope.as_of
-        out: list[exp.Expression] = [exp.LTE(this=ts, expression=timestamp_literal(upper))]
+        out: list[exp.Expr] = [exp.LTE(this=ts, expression=timestamp_literal(upper))]
         if cond.within is not None:
             out.append(exp.GT(this=ts.copy(), expression=timestamp_literal(self.scope.as_of - cond.within)))
         return out
 
-    def _name_filter(self, model: Model, alias: str, event: str, position: Position) -> exp.Expression:
+    def _name_filter(self, model: Model, alias: str, event: str, position: Position) -> exp.Expr:
         info = self.scope.resolve(model.name, model.event_name or "", model.key_positions.get("name", position))
         if info is None:
             return _FALSE.copy()
@@ -218,7 +220,7 @@ class ConditionCompiler:
         info = self.scope.resolve(model.name, model.entity_key or "", model.key_positions.get("entity_key", position))
         return col(alias, info.name) if info else None
 
-    def _event_rows(self, cond: EventCondition, alias: str) -> tuple[Model, list[exp.Expression]]:
+    def _event_rows(self, cond: EventCondition, alias: str) -> tuple[Model, list[exp.Expr]]:
         """Filters selecting the qualifying first events of ``cond`` from ``alias``."""
         model = self.scope.project.models[cond.model]
         where = [self._name_filter(model, alias, cond.event, cond.position)]
@@ -228,7 +230,7 @@ class ConditionCompiler:
             where.append(self._follow(cond.follow, model, alias))
         return model, where
 
-    def _follow(self, follow: Follow, first: Model, first_alias: str) -> exp.Expression:
+    def _follow(self, follow: Follow, first: Model, first_alias: str) -> exp.Expr:
         model = self.scope.project.models[follow.model]
         alias = self.scope.fresh("f")
         first_key = self._key(first, first_alias, follow.position)
@@ -238,7 +240,7 @@ class ConditionCompiler:
         if first_key is None or key is None or first_ts is None or ts_info is None:
             return _FALSE.copy()
         ts, t1 = col(alias, ts_info.name), col(first_alias, first_ts.name)
-        where: list[exp.Expression] = [
+        where: list[exp.Expr] = [
             exp.EQ(this=key, expression=first_key),
             self._name_filter(model, alias, follow.event, follow.position),
             exp.GT(this=ts, expression=t1),
@@ -253,7 +255,7 @@ class ConditionCompiler:
         exists = exp.Exists(this=exp.select("1").from_(model_source(model, alias)).where(exp.and_(*where)))
         return exp.not_(exists) if follow.negated else exists
 
-    def event(self, cond: EventCondition) -> exp.Expression:
+    def event(self, cond: EventCondition) -> exp.Expr:
         shape = _exists_shape(cond.count)
         if shape is not None:
             alias = self.scope.fresh("ev")
@@ -275,18 +277,18 @@ class ConditionCompiler:
                              position=cond.position)
 
     # -- aggregates -----------------------------------------------------------------
-    def aggregate(self, cond: AggregateCondition) -> exp.Expression:
+    def aggregate(self, cond: AggregateCondition) -> exp.Expr:
         model = self.scope.project.models[cond.model]
         alias = self.scope.fresh("a")
         where = self._time_filters(model, alias, cond, cond.position) + self.filters(cond.where, model, alias)
         kind = Kind.NUMBER
         if cond.column is None:
-            value: exp.Expression = exp.Count(this=exp.Star())
+            value: exp.Expr = exp.Count(this=exp.Star())
         else:
             info = self.scope.resolve(model.name, cond.column, cond.column_position)
             if info is None:
                 return _FALSE.copy()
-            column = col(alias, info.name)
+            column: exp.Expr = col(alias, info.name)
             if cond.fn in ("sum", "avg") and info.kind not in (Kind.NUMBER, Kind.OTHER):
                 self.scope.error(cond.column_position, f"'{cond.fn}' needs a numeric column; "
                                  f"'{info.name}' is {info.kind.value}", "aggregate")
@@ -299,9 +301,9 @@ class ConditionCompiler:
         return self._grouped(model, alias, value, where, cond.comparison, kind, cond.fn,
                              empty_is_zero=cond.fn in ("count", "count_distinct", "sum"), position=cond.position)
 
-    def _grouped(self, model: Model, alias: str, value: exp.Expression, where: list[exp.Expression],
+    def _grouped(self, model: Model, alias: str, value: exp.Expr, where: list[exp.Expr],
                  comparison: Comparison, kind: Kind, what: str, *, empty_is_zero: bool,
-                 position: Position) -> exp.Expression:
+                 position: Position) -> exp.Expr:
         """A per-entity grouped CTE, LEFT JOINed to the entity; compare its value."""
         key = self._key(model, alias, position)
         if key is None:
@@ -313,13 +315,13 @@ class ConditionCompiler:
             select = select.where(exp.and_(*where))
         self.scope.ctes.append((name, select.group_by(key.copy())))
         self.scope.joins.append((name, "k"))
-        result: exp.Expression = col(name, "v")
+        result: exp.Expr = col(name, "v")
         if empty_is_zero:
             result = exp.Coalesce(this=result, expressions=[exp.Literal.number(0)])
         return self.compare(result, kind, comparison, what)
 
     # -- references and sql ---------------------------------------------------------
-    def segment_ref(self, ref: SegmentRef, depth: int) -> exp.Expression:
+    def segment_ref(self, ref: SegmentRef, depth: int) -> exp.Expr:
         target = self.scope.project.segments.get(ref.segment)
         if target is None or depth > 64:  # unknown or cyclic: reported by validation
             return _FALSE.copy()
@@ -336,15 +338,15 @@ class ConditionCompiler:
         key = exp.column(exp.to_identifier(sql_segment_key(target, self.entity), quoted=True), table=alias)
         return exp.Exists(this=exp.select("1").from_(source).where(exp.EQ(this=key, expression=entity_key)))
 
-    def sql_predicate(self, cond: SqlPredicate) -> exp.Expression:
+    def sql_predicate(self, cond: SqlPredicate) -> exp.Expr:
         tree = self.qualify(cond.tree, cond.position)
         return coalesce_false(tree) if tree is not None else _FALSE.copy()
 
-    def qualify(self, tree: exp.Expression, position: Position) -> exp.Expression | None:
+    def qualify(self, tree: exp.Expr, position: Position) -> exp.Expr | None:
         """Point the fragment's columns at the entity row; unknown columns are errors."""
         unknown = False
 
-        def point(node: exp.Expression) -> exp.Expression:
+        def point(node: exp.Expr) -> exp.Expr:
             nonlocal unknown
             if not isinstance(node, exp.Column):
                 return node
@@ -380,7 +382,7 @@ def _exists_shape(count: Comparison | None) -> bool | None:
     return None
 
 
-def _fold(join: object, parts: list[exp.Expression], empty: exp.Expression) -> exp.Expression:
+def _fold(join: object, parts: list[exp.Expr], empty: exp.Expr) -> exp.Expr:
     if not parts:
         return empty
     wrapped = [exp.paren(p) if isinstance(p, (exp.And, exp.Or)) else p for p in parts]
@@ -389,7 +391,7 @@ def _fold(join: object, parts: list[exp.Expression], empty: exp.Expression) -> e
 
 _ORDERING = (">", ">=", "<", "<=", "between")
 
-_COMPARATORS: dict[str, type[exp.Expression]] = {
+_COMPARATORS: dict[str, type[exp.Expr]] = {
     "=": exp.EQ,
     "!=": exp.NEQ,
     ">": exp.GT,
@@ -398,7 +400,7 @@ _COMPARATORS: dict[str, type[exp.Expression]] = {
     "<=": exp.LTE,
 }
 
-_AGGREGATES = {
+_AGGREGATES: dict[str, Callable[[exp.Expr], exp.Expr]] = {
     "count": lambda c: exp.Count(this=c),
     "count_distinct": lambda c: exp.Count(this=exp.Distinct(expressions=[c])),
     "sum": lambda c: exp.Sum(this=c),

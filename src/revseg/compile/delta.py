@@ -39,7 +39,7 @@ def _s(value: str) -> exp.Literal:
 
 def stage_query(membership: exp.Select, traits: list[str]) -> exp.Select:
     """Membership plus a hash of its traits (NULL-safe), to detect trait updates in SQL."""
-    parts: list[exp.Expression] = []
+    parts: list[exp.Expr] = []
     for name in traits:
         value = exp.cast(_c("m", name), exp.DataType.build("TEXT"))
         parts += [exp.Coalesce(this=value, expressions=[_s("\u2205")]), _s("\u001f")]
@@ -113,7 +113,7 @@ def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table, reje
     )
 
 
-def _mirror_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp.Expression, exp.Expression, str]:
+def _mirror_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp.Expr, exp.Expr, str]:
     missing = exp.Is(this=s_id.copy(), expression=exp.Null())
     gone = exp.Is(this=m_id.copy(), expression=exp.Null())
     pending = _c("s", "pending")
@@ -123,7 +123,7 @@ def _mirror_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp
         exp.If(this=gone, true=_s("remove")),
         exp.If(this=exp.or_(missing, pending), true=_s("add")),
     ], default=_s("update"))
-    conditions: list[exp.Expression] = [exp.and_(exp.not_(gone.copy()), exp.or_(missing.copy(), pending.copy()))]
+    conditions: list[exp.Expr] = [exp.and_(exp.not_(gone.copy()), exp.or_(missing.copy(), pending.copy()))]
     if spec.mode == "mirror":
         conditions.append(gone.copy())
     if spec.supports_update:
@@ -131,11 +131,11 @@ def _mirror_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp
     return op, exp.or_(*conditions), "m"
 
 
-def _trigger_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp.Expression, exp.Expression, str]:
+def _trigger_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp.Expr, exp.Expr, str]:
     entered = exp.and_(exp.not_(exp.Is(this=m_id.copy(), expression=exp.Null())), exp.Is(this=s_id.copy(), expression=exp.Null()))
     left = exp.and_(exp.Is(this=m_id.copy(), expression=exp.Null()), exp.not_(exp.Is(this=s_id.copy(), expression=exp.Null())))
     recent = exp.not_(exp.Is(this=_c("recent", "id"), expression=exp.Null()))
-    due: exp.Expression = exp.Case(ifs=[exp.If(this=recent, true=_s("suppress"))], default=_s("trigger"))
+    due: exp.Expr = exp.Case(ifs=[exp.If(this=recent, true=_s("suppress"))], default=_s("trigger"))
     if spec.first_run and not spec.backfill:
         due = _s("remember")  # SPEC 3: the first run records current members, sends nothing
     if spec.on == "enter":

@@ -58,7 +58,7 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     key = scope.resolve(entity.name, entity.primary_key or "", entity.key_positions.get("primary_key", entity.position))
     if key is None:
         return exp.select("1"), scope.problems
-    selects: list[exp.Expression] = [
+    selects: list[exp.Expr] = [
         exp.alias_(exp.cast(col(ENTITY, key.name), exp.DataType.build("TEXT")), ID, quoted=True)
     ]
     for trait in segment.traits:
@@ -85,7 +85,7 @@ def traits_query(project: Project, catalog: Catalog, segment_name: str) -> exp.S
     compiler = ConditionCompiler(scope, entity)
     key = catalog.column(entity.name, entity.primary_key or "")
     assert key is not None
-    selects: list[exp.Expression] = [
+    selects: list[exp.Expr] = [
         exp.alias_(exp.cast(col(ENTITY, key.name), exp.DataType.build("TEXT")), ID, quoted=True)
     ]
     for trait in segment.traits:
@@ -100,7 +100,7 @@ def _sql_segment(segment: Segment, entity: Model, compiler: ConditionCompiler) -
     assert segment.query is not None
     key = sql_segment_key(segment, entity)
     source = exp.Subquery(this=segment.query.copy(), alias=exp.TableAlias(this=exp.to_identifier("s")))
-    selects: list[exp.Expression] = [
+    selects: list[exp.Expr] = [
         exp.alias_(exp.cast(exp.column(exp.to_identifier(key, quoted=True), table="s"), exp.DataType.build("TEXT")),
                    ID, quoted=True)
     ]

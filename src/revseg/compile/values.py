@@ -22,7 +22,7 @@ class ValueConversionError(ValueError):
     """The value does not convert to the column's type; the message says why."""
 
 
-def timestamp_literal(moment: datetime) -> exp.Expression:
+def timestamp_literal(moment: datetime) -> exp.Expr:
     """A naive-UTC timestamp literal (aware datetimes are converted to UTC first)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
@@ -30,7 +30,7 @@ def timestamp_literal(moment: datetime) -> exp.Expression:
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))
 
 
-def number_literal(value: Any) -> exp.Expression:
+def number_literal(value: Any) -> exp.Expr:
     """A numeric literal from an int, float, Decimal or numeric string."""
     if isinstance(value, bool):
         raise ValueConversionError(f"{value!r} is a boolean, not a number")
@@ -70,7 +70,7 @@ def parse_timestamp(value: Any) -> datetime:
     return moment
 
 
-def literal(value: Any, kind: Kind, as_of: datetime) -> exp.Expression:
+def literal(value: Any, kind: Kind, as_of: datetime) -> exp.Expr:
     """The literal for one scalar value compared with a column of ``kind``."""
     if isinstance(value, Ago):
         if kind not in (Kind.TIMESTAMP, Kind.DATE):

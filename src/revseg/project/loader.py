@@ -65,7 +65,8 @@ def read_project(
         raise ProjectError([Problem(doc.pos(()), f"{PROJECT_FILE} must be a mapping of keys", "type")])
 
     renderer = _renderer(doc, secrets, environ, problems)
-    targets = doc.data.get("targets") if isinstance(doc.data.get("targets"), dict) else {}
+    raw_targets = doc.data.get("targets")
+    targets: dict[str, Any] = raw_targets if isinstance(raw_targets, dict) else {}
     chosen = target or doc.data.get("target") or (next(iter(targets)) if len(targets) == 1 else None)
     # only the target in use is rendered: prod's env vars need not exist on a laptop
     problems.extend(render_tree(

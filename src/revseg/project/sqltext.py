@@ -19,7 +19,7 @@ from revseg.project.yamlfile import PathKey, YamlDoc
 _OTHER_STATEMENTS = (exp.Command, exp.Cache, exp.Grant, exp.Analyze)
 
 
-def is_statement(node: exp.Expression) -> bool:
+def is_statement(node: exp.Expr) -> bool:
     """True for DDL, DML and commands: anything that is not a value or a query."""
     module = type(node).__module__
     return module.endswith((".ddl", ".dml")) or isinstance(node, _OTHER_STATEMENTS)
@@ -37,7 +37,7 @@ def _inner_position(doc: YamlDoc, path: PathKey, line: int, col: int) -> Positio
     return Position(base.path, base.line + line - 1, max(col, 1))
 
 
-def _parse(text: str, dialect: str, doc: YamlDoc, path: PathKey) -> tuple[list[exp.Expression], list[Problem]]:
+def _parse(text: str, dialect: str, doc: YamlDoc, path: PathKey) -> tuple[list[exp.Expr], list[Problem]]:
     try:
         trees = [tree for tree in sqlglot.parse(text, read=dialect) if tree is not None]
     except sqlglot.errors.ParseError as exc:
@@ -57,7 +57,7 @@ def _parse(text: str, dialect: str, doc: YamlDoc, path: PathKey) -> tuple[list[e
 
 def parse_expression(
     text: str, dialect: str, doc: YamlDoc, path: PathKey, what: str
-) -> tuple[exp.Expression | None, list[Problem]]:
+) -> tuple[exp.Expr | None, list[Problem]]:
     """Parse one scalar SQL expression (a predicate or a trait); no statements, no subqueries."""
     trees, problems = _parse(text, dialect, doc, path)
     if problems:

@@ -121,7 +121,7 @@ class SegmentRef:
 class SqlPredicate:
     """A ``sql:`` leaf, parsed once at load in the project's dialect."""
 
-    tree: exp.Expression
+    tree: exp.Expr
     text: str
     position: Position
 

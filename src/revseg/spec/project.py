@@ -40,7 +40,7 @@ class Model:
 @dataclass(frozen=True)
 class Trait:
     name: str
-    tree: exp.Expression
+    tree: exp.Expr
     position: Position
 
 

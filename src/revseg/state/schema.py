@@ -67,7 +67,7 @@ def table(schema: str, name: str) -> exp.Table:
 
 
 def create_table(schema: str, name: str) -> exp.Create:
-    columns: list[exp.Expression] = [
+    columns: list[exp.Expr] = [
         exp.ColumnDef(this=exp.to_identifier(column, quoted=True), kind=exp.DataType.build(kind))
         for column, kind in TABLES[name]
     ]
@@ -80,11 +80,11 @@ def create_table(schema: str, name: str) -> exp.Create:
     )
 
 
-def _v1(schema: str) -> list[exp.Expression]:
+def _v1(schema: str) -> list[exp.Expr]:
     return [create_table(schema, name) for name in TABLES if name != "schema_version"]
 
 
-def _v2(schema: str) -> list[exp.Expression]:
+def _v2(schema: str) -> list[exp.Expr]:
     """segment_runs.fingerprint: row counts and latest changes of the models a segment read,
     so a run that finds nothing new can skip without evaluating."""
     column = exp.ColumnDef(this=exp.to_identifier("fingerprint", quoted=True), kind=exp.DataType.build(TEXT))
@@ -92,5 +92,5 @@ def _v2(schema: str) -> list[exp.Expression]:
 
 
 #: numbered migrations; each returns the statements that bring version N-1 to N
-MIGRATIONS: list[Callable[[str], list[exp.Expression]]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2]
 LATEST = len(MIGRATIONS)

@@ -103,7 +103,7 @@ class StateStore:
         rows = self.wh.fetchall(query)
         return rows[0][0] if rows else None
 
-    def replace_table(self, target: exp.Table, query: exp.Select) -> None:
+    def replace_table(self, target: exp.Table, query: exp.Query) -> None:
         self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
         self.wh.execute(exp.Create(this=target.copy(), kind="TABLE", expression=query))
 
@@ -319,7 +319,7 @@ class StateStore:
                     exp.Is(this=exp.column("run_id"), expression=exp.Null())))))
 
     # -- plan (read only) -----------------------------------------------------------
-    def plan_segment(self, segment: str, stage: exp.Expression) -> tuple[int, int]:
+    def plan_segment(self, segment: str, stage: exp.Expr) -> tuple[int, int]:
         """Entered / exited counts of a staged query against the committed snapshot."""
         in_snapshot = exp.select("id").from_(self.t("segment_members")).where(_eq("segment", segment))
         staged_ids = exp.select("id").from_(stage)

@@ -67,21 +67,21 @@ class Warehouse(ABC):
         self.close()
 
     # -- rendering -----------------------------------------------------------------
-    def render(self, expression: exp.Expression) -> str:
+    def render(self, expression: exp.Expr) -> str:
         """Render a tree in this engine's dialect (identifiers quoted by sqlglot)."""
         return expression.sql(dialect=self.dialect, identify=False)
 
     # -- execution -----------------------------------------------------------------
     @abstractmethod
-    def execute(self, expression: exp.Expression | str) -> None:
+    def execute(self, expression: exp.Expr | str) -> None:
         """Run a statement for its effect. Strings are only for driver pragmas."""
 
     @abstractmethod
-    def fetchall(self, expression: exp.Expression) -> list[tuple[Any, ...]]:
+    def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         """Run a query and return all rows (small results only)."""
 
     @abstractmethod
-    def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
+    def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         """Stream a query's result as Arrow record batches of at most ``batch_size`` rows."""
 
     @abstractmethod
@@ -108,7 +108,7 @@ class Warehouse(ABC):
     @abstractmethod
     def rollback(self) -> None: ...
 
-    def execute_many(self, statements: Sequence[exp.Expression]) -> None:
+    def execute_many(self, statements: Sequence[exp.Expr]) -> None:
         for statement in statements:
             self.execute(statement)
 

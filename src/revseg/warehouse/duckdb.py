@@ -82,7 +82,7 @@ class DuckDBWarehouse(Warehouse):
             self._conn.close()
             self._conn = None
 
-    def _run(self, expression: exp.Expression | str) -> Any:
+    def _run(self, expression: exp.Expr | str) -> Any:
         import duckdb
 
         sql = expression if isinstance(expression, str) else self.render(expression)
@@ -91,13 +91,13 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as exc:
             raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
 
-    def execute(self, expression: exp.Expression | str) -> None:
+    def execute(self, expression: exp.Expr | str) -> None:
         self._run(expression)
 
-    def fetchall(self, expression: exp.Expression) -> list[tuple[Any, ...]]:
+    def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         return list(self._run(expression).fetchall())
 
-    def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
+    def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         import duckdb
 
         sql = self.render(expression)
@@ -134,9 +134,9 @@ class DuckDBWarehouse(Warehouse):
         self._conn.register(view, data)
         try:
             columns = [exp.to_identifier(name, quoted=True) for name in data.column_names]
-            insert = exp.insert(
-                exp.select(*columns).from_(view),
-                exp.Schema(this=table.copy(), expressions=columns),
+            insert = exp.Insert(
+                this=exp.Schema(this=table.copy(), expressions=columns),
+                expression=exp.select(*columns).from_(view),
             )
             self._run(insert)
         finally:

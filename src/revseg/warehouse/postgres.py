@@ -53,7 +53,7 @@ class PostgresWarehouse(Warehouse):
             self._conn.close()
             self._conn = None
 
-    def _run(self, expression: exp.Expression | str) -> Any:
+    def _run(self, expression: exp.Expr | str) -> Any:
         import psycopg
 
         sql = expression if isinstance(expression, str) else self.render(expression)
@@ -62,23 +62,23 @@ class PostgresWarehouse(Warehouse):
         except psycopg.Error as exc:
             raise WarehouseError(f"query failed on PostgreSQL: {str(exc).strip()}\n  query: {sql[:500]}") from None
 
-    def execute(self, expression: exp.Expression | str) -> None:
+    def execute(self, expression: exp.Expr | str) -> None:
         self._run(expression)
 
-    def fetchall(self, expression: exp.Expression) -> list[tuple[Any, ...]]:
+    def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         return list(self._run(expression).fetchall())
 
-    def fetch_batches(self, expression: exp.Expression, batch_size: int) -> Iterator[pa.RecordBatch]:
+    def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         sql = self.render(expression)
         with self._conn.cursor(name="revseg_stream") as cursor:
             cursor.execute(sql)
             names = [d.name for d in cursor.description]
             while rows := cursor.fetchmany(batch_size):
-                columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+                columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
                 yield pa.RecordBatch.from_arrays([pa.array(list(c)) for c in columns], names=names)
 
     def columns(self, table: TableRef) -> list[Column] | None:
-        schema: exp.Expression = (
+        schema: exp.Expr = (
             exp.Literal.string(table.schema or str(self.config["schema"]))
             if (table.schema or self.config.get("schema"))
             else exp.func("current_schema")
