@@ -108,7 +108,8 @@ def compile_(ctx: Context, segment: str, dialect: str | None, as_of: str | None)
 @main.command()
 @click.argument("segment")
 @click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="Show at most N members [default: 50].")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="Show at most N members [default: 50 for table; every member for jsonl and csv].")
 @click.option("--all", "show_all", is_flag=True, help="Show every member.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
 @project_command
@@ -116,7 +117,8 @@ def preview(ctx: Context, segment: str, as_of: str | None, limit: int | None, sh
     """Compute SEGMENT's membership (id and traits) without changing anything."""
     if show_all and limit is not None:
         raise click.UsageError("use --limit N or --all, not both")
-    result = ctx.runner.preview(segment, as_of=parse_as_of(as_of), limit=None if show_all else (limit if limit is not None else 50))
+    default = 50 if fmt == "table" else None  # machine formats are for piping: all of it
+    result = ctx.runner.preview(segment, as_of=parse_as_of(as_of), limit=None if show_all else (limit if limit is not None else default))
     names = list(result.members[0].traits) if result.members else [t.name for t in ctx.runner.project.segments[segment].traits]
     if fmt == "jsonl":
         for member in result.members:
@@ -138,10 +140,14 @@ def _select_option(fn: F) -> F:
 @main.command()
 @_select_option
 @click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the shape of sync --json).")
 @project_command
-def plan(ctx: Context, select: tuple[str, ...], as_of: str | None) -> None:
+def plan(ctx: Context, select: tuple[str, ...], as_of: str | None, as_json: bool) -> None:
     """Show what the next sync would add, remove, update and trigger; send nothing."""
     report = ctx.runner.plan(select, as_of=parse_as_of(as_of))
+    if as_json:
+        ctx.out(to_json(report.as_json()))
+        return
     rows = [[s.segment, s.destination, s.mode, s.added, s.removed, s.updated, s.triggered, s.skipped]
             for s in report.syncs]
     for seg in report.segments:
