@@ -155,7 +155,7 @@ def test_valid_project_passes(project: Callable[..., Path]) -> None:
     root = project({"segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\n"})
     result = revseg("validate", "--project-dir", str(root))
     assert result.returncode == 0, result.stderr
-    assert "OK: 1 segments" in result.stdout
+    assert "OK: 1 segment," in result.stdout
 
 
 def test_unreachable_warehouse_exits_3(project: Callable[..., Path]) -> None:

@@ -86,12 +86,42 @@ def main() -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Scaffold a new project in DIRECTORY: revseg.yml, a segment, a destination, sample data."""
+    from revseg.errors import UsageError
+    from revseg.project.scaffold import scaffold_project
+
+    try:
+        written = scaffold_project(directory)
+    except UsageError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    for path in written:
+        click.echo(f"  created {path}")
+    click.echo(f"\nNext: cd {directory} && revseg validate && revseg preview "
+               f"{_first_segment(written)} && revseg sync")
+
+
+def _first_segment(paths: list[Path]) -> str:
+    for path in paths:
+        if path.parent.name == "segments":
+            return path.stem
+    return "SEGMENT"
+
+
+@main.command()
 @project_command
 def validate(ctx: Context) -> None:
     """Check every file of the project, against the warehouse's columns too."""
     project = ctx.runner.validate()
-    ctx.out(f"OK: {len(project.segments)} segments, {len(project.destinations)} destinations, "
-            f"{len(project.models)} models checked against target '{project.target_name}'.")
+    counts = ", ".join(_plural(n, word) for n, word in (
+        (len(project.segments), "segment"), (len(project.destinations), "destination"), (len(project.models), "model")))
+    ctx.out(f"OK: {counts} checked against target '{project.target_name}'.")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 @main.command(name="compile")
