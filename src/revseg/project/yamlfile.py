@@ -7,6 +7,7 @@ PyYAML's composed nodes carry marks; we keep them in a map keyed by the path of 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,23 @@ import yaml
 from revseg.errors import Position, Problem
 
 PathKey = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes, no, on
+    and off as booleans, which turns ``on: enter`` into ``True: enter`` and a country code
+    ``NO`` into false."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 @dataclass
@@ -53,7 +71,7 @@ class _Builder:
     def __init__(self, doc: YamlDoc) -> None:
         self.doc = doc
         self.problems: list[Problem] = []
-        self._scalars = yaml.SafeLoader("")
+        self._scalars = _Loader("")
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         self.doc.values[path] = _position(self.doc.rel_path, node)
@@ -72,9 +90,9 @@ class _Builder:
                     Problem(_position(self.doc.rel_path, key_node), "YAML merge keys (<<) are not supported", "yaml")
                 )
                 continue
-            key = self._scalars.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
+            # keys are names as written: `on:` is the key "on", `5:` the key "5"
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(
+                self._scalars.construct_object(key_node, deep=True))
             child = (*path, key)
             if key in result:
                 self.problems.append(
@@ -95,7 +113,7 @@ def load_yaml(path: Path, project_dir: Path) -> tuple[YamlDoc, list[Problem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return doc, [Problem(Position(rel, 1, 1), f"cannot read file: {exc}", "io")]
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Position(rel, mark.line + 1, mark.column + 1) if mark else Position(rel, 1, 1)

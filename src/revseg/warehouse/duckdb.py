@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from revseg.errors import LockError, WarehouseError
@@ -53,24 +52,37 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
         if fresh:
             self._seed()
+        self._use_schema()
+
+    def _use_schema(self) -> None:
         if self.config.get("schema"):
             self.execute(exp.Use(this=exp.to_identifier(str(self.config["schema"]))))
 
+    def clone(self) -> DuckDBWarehouse:
+        """A cursor: DuckDB's own thread-safe duplicate connection to the same database (one
+        process owns the file, so serve's HTTP threads cannot open it again). A cursor starts
+        with default settings, so UTC and the schema are set again; closing the original closes
+        its cursors too."""
+        twin = DuckDBWarehouse.__new__(DuckDBWarehouse)
+        Warehouse.__init__(twin, self.config)
+        twin.path, twin.project_dir = self.path, self.project_dir
+        twin._conn = self._conn.cursor()
+        twin._conn.execute("SET TimeZone = 'UTC'")
+        twin._use_schema()
+        return twin
+
     def _seed(self) -> None:
-        """Run the target's ``seed:`` scripts once, when the database file is new (demo data)."""
+        """Run the target's ``seed:`` scripts once, when the database file is new (demo data).
+
+        A seed script is the user's own DuckDB SQL file, run as written, in one transaction;
+        if it fails the new file is removed so the next run seeds again.
+        """
         for script in self.config.get("seed") or []:
             path = self.project_dir / script
             try:
-                statements = sqlglot.parse(path.read_text(encoding="utf-8"), read="duckdb")
-            except (OSError, sqlglot.errors.ParseError) as exc:
-                self.close()
-                Path(self.path).unlink(missing_ok=True)
-                raise WarehouseError(f"seed script {script} failed: {exc}") from None
-            try:
+                text = path.read_text(encoding="utf-8")
                 self._conn.execute("BEGIN")
-                for statement in statements:
-                    if statement is not None:
-                        self._conn.execute(statement.sql(dialect="duckdb"))
+                self._conn.execute(text)
                 self._conn.execute("COMMIT")
             except Exception as exc:
                 self.close()

@@ -1,0 +1,122 @@
+"""``revseg init``: the starter project of :func:`scaffold_project` is valid and runs as written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import revseg
+
+from revseg.errors import UsageError
+from revseg.project.scaffold import project_name, scaffold_project
+
+pytestmark = pytest.mark.duckdb
+
+STARTER = [
+    ".gitignore",
+    "README.md",
+    "destinations/local_file.yml",
+    "revseg.yml",
+    "seed/sample.sql",
+    "segments/big_spenders.yml",
+    "segments/cart_abandoners.yml",
+]
+
+
+def relative(paths: list[Path], root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in paths)
+
+
+def members(project: Path, segment: str) -> list[dict[str, object]]:
+    result = revseg("preview", segment, "--all", "--format", "jsonl", "--project-dir", str(project))
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_writes_the_starter_into_a_new_directory(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "shop"
+    written = scaffold_project(root)
+    assert relative(written, root) == STARTER
+    assert all(p.is_file() and p.read_text() for p in written)
+    assert "name: shop\n" in (root / "revseg.yml").read_text()
+
+
+def test_the_starter_validates(tmp_path: Path) -> None:
+    scaffold_project(tmp_path)
+    result = revseg("validate", "--project-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: 2 segments, 1 destination")
+    assert (tmp_path / "warehouse.duckdb").is_file()  # seeded on first use
+
+
+def test_every_starter_segment_has_the_members_its_comments_promise(tmp_path: Path) -> None:
+    scaffold_project(tmp_path)
+    abandoners = members(tmp_path, "cart_abandoners")
+    assert [m["id"] for m in abandoners] == ["1", "6"]
+    assert abandoners[0]["traits"] == {"email": "ada@example.com", "first_name": "Ada", "ltv": 640}
+    spenders = members(tmp_path, "big_spenders")
+    assert spenders == [
+        {
+            "id": "5",
+            "traits": {"email": "margaret@example.com", "first_name": "Margaret", "country": "US"},
+        }
+    ]
+
+
+def test_the_starter_compiles_for_other_dialects(tmp_path: Path) -> None:
+    scaffold_project(tmp_path)
+    result = revseg(
+        "compile", "cart_abandoners", "--dialect", "snowflake", "--project-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "NOT EXISTS" in result.stdout
+
+
+def test_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "segments").mkdir()
+    mine = tmp_path / "segments" / "cart_abandoners.yml"
+    mine.write_text("name: mine\n")
+    with pytest.raises(UsageError, match=r"segments/cart_abandoners\.yml") as caught:
+        scaffold_project(tmp_path)
+    assert caught.value.exit_code == 2
+    assert mine.read_text() == "name: mine\n"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "segments",
+        "segments/cart_abandoners.yml",
+    ]
+
+
+def test_names_every_file_that_exists(tmp_path: Path) -> None:
+    (tmp_path / "revseg.yml").write_text("name: mine\n")
+    (tmp_path / "README.md").write_text("# mine\n")
+    with pytest.raises(UsageError) as caught:
+        scaffold_project(tmp_path)
+    assert "revseg.yml" in str(caught.value) and "README.md" in str(caught.value)
+
+
+def test_keeps_an_existing_gitignore(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("node_modules/\n")
+    written = scaffold_project(tmp_path)
+    assert ".gitignore" not in relative(written, tmp_path)
+    assert (tmp_path / ".gitignore").read_text() == "node_modules/\n"
+
+
+def test_refuses_a_file_as_the_directory(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("x")
+    with pytest.raises(UsageError, match="it is a file"):
+        scaffold_project(target)
+
+
+@pytest.mark.parametrize(
+    ("directory", "name"),
+    [
+        ("shop", "shop"),
+        ("my-shop.v2", "my_shop_v2"),
+        ("2026", "project_2026"),
+        ("---", "my_project"),
+    ],
+)
+def test_project_name_is_a_valid_name(directory: str, name: str) -> None:
+    assert project_name(Path("/tmp") / directory) == name
