@@ -70,7 +70,7 @@ def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table, reje
         .where(exp.EQ(this=exp.column("sync"), expression=_s(spec.sync)))
     )
     rejected = (
-        exp.select("id", "attempts").from_(rejections)
+        exp.select("id", "attempts", "hash").from_(rejections)
         .where(exp.EQ(this=exp.column("sync"), expression=_s(spec.sync)))
     )
     m_id, s_id = _c("m", "id"), _c("s", "id")
@@ -108,8 +108,12 @@ def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table, reje
         exp.select(exp.alias_(row_number, "rn", quoted=True), exp.column(exp.Star(), table="d"))
         .from_(diff.subquery("d"))
         .join(rejected.subquery("r"), on=exp.EQ(this=_c("r", "id"), expression=_c("d", "id")), join_type="left")
-        .where(exp.or_(exp.Is(this=_c("r", "attempts"), expression=exp.Null()),
-                       exp.LT(this=_c("r", "attempts"), expression=exp.Literal.number(spec.max_attempts))))
+        .where(exp.or_(
+            exp.Is(this=_c("r", "attempts"), expression=exp.Null()),
+            exp.LT(this=_c("r", "attempts"), expression=exp.Literal.number(spec.max_attempts)),
+            # traits changed since the rejection (a fixed email): worth another try
+            exp.NEQ(this=_c("r", "hash"), expression=_c("d", "hash")),
+        ))
     )
 
 

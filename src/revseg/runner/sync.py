@@ -68,6 +68,9 @@ class SyncRun:
         self.seq = 0
         self.lock: SegmentLock | None = None
         self.should_stop: Callable[[], bool] = lambda: False
+        #: destinations that stayed unreachable after retries in this run: later syncs to
+        #: them fail at once instead of retrying again (the next run delivers everything)
+        self.down: dict[str, str] = {}
         self._recorded = False
 
     # -- the run --------------------------------------------------------------------
@@ -170,12 +173,17 @@ class SyncRun:
         blocked = self._guardrail(sync, counts.get("remove", 0))
         if blocked:
             report.error = blocked
+        elif sync.destination in self.down:
+            report.error = f"not attempted: {self.down[sync.destination]}"
         else:
             if sync.mode == "trigger":
                 self.store.apply_bookkeeping(sync.name, sync.on, self.clock())
                 report.suppressed = counts.get("suppress", 0)
             try:
                 self._deliver(segment, sync, report, sum(counts.get(op, 0) for op in SENDS[sync.mode]))
+            except TransientDeliveryError as exc:
+                report.error = str(exc)
+                self.down[sync.destination] = f"destination '{sync.destination}' was unreachable earlier in this run"
             except DeliveryError as exc:
                 report.error = str(exc)
         report.finish()

@@ -91,6 +91,13 @@ def _v2(schema: str) -> list[exp.Expr]:
     return [exp.Alter(this=table(schema, "segment_runs"), kind="TABLE", actions=[column])]
 
 
+def _v3(schema: str) -> list[exp.Expr]:
+    """rejections.hash: the traits a rejection was for; a record whose traits changed since
+    (say, a fixed email) is retried even after max_attempts."""
+    column = exp.ColumnDef(this=exp.to_identifier("hash", quoted=True), kind=exp.DataType.build(TEXT))
+    return [exp.Alter(this=table(schema, "rejections"), kind="TABLE", actions=[column])]
+
+
 #: numbered migrations; each returns the statements that bring version N-1 to N
-MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)

@@ -298,7 +298,8 @@ class StateStore:
         previous = exp.Coalesce(this=exp.column("attempts", table="old"), expressions=[exp.Literal.number(0)])
         fresh = (
             exp.select(_s(sync), exp.column("id", table="i"), exp.column("op", table="i"), exp.column("reason", table="o"),
-                       exp.Add(this=previous, expression=exp.Literal.number(1)), _s(run_id), timestamp_literal(now))
+                       exp.Add(this=previous, expression=exp.Literal.number(1)), _s(run_id), timestamp_literal(now),
+                       exp.column("hash", table="i"))
             .from_(self.t("inflight").as_("i"))
             .join(self.t("outcomes").as_("o"), on=exp.and_(
                 exp.EQ(this=exp.column("id", table="o"), expression=exp.column("id", table="i")),
@@ -310,7 +311,8 @@ class StateStore:
                 exp.EQ(this=exp.column("sync", table="old"), expression=_s(sync))), join_type="left")
             .where(this_batch)
         )
-        self.wh.execute(exp.insert(fresh, rejections))
+        self.wh.execute(exp.insert(fresh, rejections, columns=[
+            "sync", "id", "op", "reason", "attempts", "run_id", "rejected_at", "hash"]))
         ids = exp.select("id").from_(self.t("inflight")).where(
             exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch)))
         self.wh.execute(exp.delete(rejections, where=exp.and_(
