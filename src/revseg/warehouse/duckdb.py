@@ -37,6 +37,9 @@ class DuckDBWarehouse(Warehouse):
             try:
                 self._conn = duckdb.connect(self.path, read_only=bool(self.config.get("read_only")))
                 self._conn.execute("SET TimeZone = 'UTC'")
+                # DuckDB draws its progress bar on stdout, even into a file: it would corrupt
+                # `sync --json > out.json` on a slow query
+                self._conn.execute("SET enable_progress_bar = false")
                 break
             except duckdb.IOException as exc:
                 # DuckDB lets one process write a file at a time: wait for the other run
