@@ -84,6 +84,7 @@ def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table, reje
             exp.alias_(exp.Coalesce(this=m_id.copy(), expressions=[s_id.copy()]), "id", quoted=True),
             exp.alias_(_c("m", HASH), "hash", quoted=True),
             exp.alias_(_c("s", "payload"), "held_payload", quoted=True),
+            exp.alias_(exp.not_(exp.Is(this=s_id.copy(), expression=exp.Null())), "held", quoted=True),
             *[exp.alias_(_c(traits_from, t), t, quoted=True) for t in spec.traits],
         )
         .from_(stage.copy().as_("m"))

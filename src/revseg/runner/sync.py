@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 import orjson
+import pyarrow as pa
 
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, DeltaSpec, delta_query, stage_query
@@ -166,7 +167,7 @@ class SyncRun:
     def _sync(self, segment: Segment, sync: Sync, traits: list[str]) -> SyncReport:
         started = time.monotonic()
         report = SyncReport(segment.name, sync.destination, sync.mode)
-        self.store.recover(sync.name)
+        self.store.recover(sync.name, sync.on if sync.mode == "trigger" else None)
         query = self._delta(segment, sync, traits, self.store.stage_table(segment.name))
         self.store.mark_started(sync.name, self.report.run_id, self.clock())
         counts = self.store.materialize_delta(sync.name, query)
@@ -225,25 +226,30 @@ class SyncRun:
             return
         trigger_on = sync.on if sync.mode == "trigger" else None
         ops = SENDS[sync.mode]
+        template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
+        open_rejections = self.store.open_rejections(sync.name)
         with self._destination(sync) as destination:
             size = self._batch_size(sync, destination)
+            last = self.store.delta_size(sync.name)
             after = 0
             number = 0
             sent = 0
-            while True:
+            while after < last:
                 page = self.store.read_delta(sync.name, after, size, ops)
+                after += size
                 if page.num_rows == 0:
-                    break
+                    continue
                 rows = page.to_pylist()
-                after = int(rows[-1]["rn"])
-                operations, hashes, skipped, failed = self._operations(sync, rows)
+                operations, state, skipped, failed = self._operations(sync, rows, template)
                 report.skipped += skipped
                 sent += len(rows)
                 if not operations and not failed:
                     continue
                 number += 1
                 self.seq += 1
-                self._send(destination, segment, sync, report, number, operations, hashes, failed, trigger_on)
+                self._send(destination, segment, sync, report, number, operations, state, failed, trigger_on,
+                           open_rejections)
+                open_rejections = open_rejections or bool(report.rejected)
                 if self.lock is not None:
                     self.lock.renew()
                 self.progress("batch", {"sync": sync.name, "done": sent, "total": total})
@@ -252,11 +258,14 @@ class SyncRun:
             report.batches = number
 
     def _send(self, destination: Destination, segment: Segment, sync: Sync, report: SyncReport, number: int,
-              operations: list[Operation], hashes: dict[str, str | None], failed: dict[str, str],
-              trigger_on: str | None) -> None:
-        state_rows = [{"id": op.id, "op": op.op, "hash": hashes.get(op.id), "payload": _payload(op)} for op in operations]
-        state_rows += [{"id": i, "op": "trigger", "hash": None, "payload": None} for i in failed]
-        self.store.mark_inflight(sync.name, self.report.run_id, number, state_rows, trigger_on=trigger_on,
+              operations: list[Operation], state: dict[str, list[Any]], failed: dict[str, str],
+              trigger_on: str | None, open_rejections: bool) -> None:
+        for record_id in failed:
+            for column, value in (("id", record_id), ("op", "trigger"), ("hash", None), ("payload", None),
+                                  ("held", False)):
+                state[column].append(value)
+        rows = pa.table(state, schema=_INFLIGHT)
+        self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
                                  as_of=self.options.as_of, now=self.clock())
         batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of, tuple(operations))
         rejected = dict(failed)
@@ -272,7 +281,8 @@ class SyncRun:
             result = None
         if result is not None:
             rejected.update(result.rejected)
-        self.store.acknowledge(sync.name, self.report.run_id, number, rejected, trigger_on=trigger_on, now=self.clock())
+        self.store.acknowledge(sync.name, self.report.run_id, number, rejected, trigger_on=trigger_on,
+                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections)
         for op in operations:
             if op.id in rejected:
                 continue
@@ -290,23 +300,25 @@ class SyncRun:
                 report.rejections.append({"id": record_id, "reason": reason})
 
     def _operations(
-        self, sync: Sync, rows: list[dict[str, Any]]
-    ) -> tuple[list[Operation], dict[str, str | None], int, dict[str, str]]:
-        """Rows of the delta as operations (and each one's traits hash); members with no
-        usable identifier are skipped; a template that fails to render rejects its record."""
+        self, sync: Sync, rows: list[dict[str, Any]], template: jinja2.Template | None
+    ) -> tuple[list[Operation], dict[str, list[Any]], int, dict[str, str]]:
+        """Rows of the delta as operations, plus the columns recorded in flight for them
+        (id, op, hash, payload = the identifiers sent, held). Members with no usable
+        identifier are skipped; a template that fails to render rejects its record."""
         operations: list[Operation] = []
-        hashes: dict[str, str | None] = {}
+        state: dict[str, list[Any]] = {"id": [], "op": [], "hash": [], "payload": [], "held": []}
         skipped = 0
         failed: dict[str, str] = {}
         for row in rows:
             op = str(row.pop("op"))
             record_id = str(row.pop("id"))
-            held = row.pop("held_payload", None)
-            hashes[record_id] = row.pop("hash", None)
+            held_payload = row.pop("held_payload", None)
+            held = bool(row.pop("held", False))
+            row_hash = row.pop("hash", None)
             row.pop("rn", None)
             traits = row if op != "remove" else {}
             if op == "remove":
-                identifiers = orjson.loads(held) if held else {}
+                identifiers = orjson.loads(held_payload) if held_payload else {}
             else:
                 identifiers = {kind: str(traits[t]) for kind, t in sync.identifiers.items()
                                if traits.get(t) not in (None, "")}
@@ -314,14 +326,24 @@ class SyncRun:
                 skipped += 1
                 continue
             message = None
-            if op == "trigger" and sync.template is not None:
+            if op == "trigger" and template is not None:
                 try:
-                    message = _TEMPLATES.from_string(sync.template).render(id=record_id, **traits)
+                    message = template.render(id=record_id, **traits)
                 except jinja2.TemplateError as exc:
                     failed[record_id] = f"template error: {exc}"
                     continue
-            operations.append(Operation(op, record_id, traits, identifiers, message))  # type: ignore[arg-type]
-        return operations, hashes, skipped, failed
+            operation = Operation(op, record_id, traits, identifiers, message)  # type: ignore[arg-type]
+            operations.append(operation)
+            state["id"].append(record_id)
+            state["op"].append(op)
+            state["hash"].append(row_hash)
+            state["payload"].append(held_payload if op == "remove" else _payload(operation))
+            state["held"].append(held)
+        return operations, state, skipped, failed
+
+
+_INFLIGHT = pa.schema([("id", pa.string()), ("op", pa.string()), ("hash", pa.string()),
+                       ("payload", pa.string()), ("held", pa.bool_())])
 
 
 def _payload(op: Operation) -> str | None:

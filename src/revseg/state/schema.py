@@ -98,6 +98,13 @@ def _v3(schema: str) -> list[exp.Expr]:
     return [exp.Alter(this=table(schema, "rejections"), kind="TABLE", actions=[column])]
 
 
+def _v4(schema: str) -> list[exp.Expr]:
+    """inflight.held: whether the destination held the id before the batch; only those rows
+    need the snapshot rewritten on acknowledgement (a first upload writes, never deletes)."""
+    column = exp.ColumnDef(this=exp.to_identifier("held", quoted=True), kind=exp.DataType.build(BOOL))
+    return [exp.Alter(this=table(schema, "inflight"), kind="TABLE", actions=[column])]
+
+
 #: numbered migrations; each returns the statements that bring version N-1 to N
-MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)

@@ -39,6 +39,9 @@ def _eq(column: str, value: Any) -> exp.EQ:
     return exp.EQ(this=exp.column(column), expression=literal)
 
 
+_MEMBER_COLUMNS = ["sync", "id", "hash", "pending", "payload", "updated_at"]
+
+
 def _ident(name: str) -> str:
     """A table-name-safe spelling of a segment or sync name."""
     return "".join(ch if ch.isalnum() or ch == "_" else "__" for ch in name)
@@ -140,43 +143,75 @@ class StateStore:
         return [c.name for c in columns if c.name not in ("id", HASH)]
 
     def commit_segment(self, segment: str, as_of: datetime, retention: timedelta) -> tuple[int, int]:
-        """Replace the segment's committed snapshot by the stage; keep entered/exited history."""
+        """Replace the segment's committed snapshot by the stage; keep entered/exited history.
+
+        The two sides are joined once, into a small table of changes; every write then
+        reads only the changes.
+        """
         stage = self.stage_table(segment)
         members = self.t("segment_members")
         history = self.t("membership_history")
-        in_snapshot = exp.select("id").from_(members).where(_eq("segment", segment))
-        exited_q = in_snapshot.copy().where(exp.not_(exp.column("id").isin(query=exp.select("id").from_(stage))))
-        entered_q = exp.select("id").from_(stage).where(exp.not_(exp.column("id").isin(query=in_snapshot.copy())))
-        entered = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(entered_q.subquery("x"))))
-        exited = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(exited_q.subquery("x"))))
+        changes = self.t(f"changes__{_ident(segment)}")
+        snapshot = exp.select("id").from_(members).where(_eq("segment", segment))
+        m_id, s_id = exp.column("id", table="m"), exp.column("id", table="s")
+        diff = (
+            exp.select(
+                exp.alias_(exp.Coalesce(this=m_id.copy(), expressions=[s_id.copy()]), "id"),
+                exp.alias_(exp.If(this=exp.Is(this=s_id.copy(), expression=exp.Null()),
+                                  true=_s("enter"), false=_s("exit")), "change"),
+            )
+            .from_(exp.select("id").from_(stage).subquery("m"))
+            .join(snapshot.subquery("s"), on=exp.EQ(this=m_id.copy(), expression=s_id.copy()), join_type="full outer")
+            .where(exp.or_(exp.Is(this=m_id.copy(), expression=exp.Null()), exp.Is(this=s_id.copy(), expression=exp.Null())))
+        )
+        self.replace_table(changes, diff)
+        counts = dict(self.wh.fetchall(exp.select("change", exp.Count(this=exp.Star())).from_(changes).group_by("change")))
+        entered, exited = int(counts.get("enter", 0)), int(counts.get("exit", 0))
         moment = timestamp_literal(as_of)
+        entering = exp.select("id").from_(changes).where(_eq("change", "enter"))
+        leaving = exp.select("id").from_(changes).where(_eq("change", "exit"))
         with self.transaction():
-            self.wh.execute(exp.update(
-                history, {"exited_at": moment},
-                where=exp.and_(_eq("segment", segment), exp.Is(this=exp.column("exited_at"), expression=exp.Null()),
-                               exp.column("id").isin(query=exited_q.copy())),
-            ))
-            self.wh.execute(exp.insert(
-                exp.select(_s(segment), exp.column("id"), moment.copy(), exp.Null()).from_(entered_q.copy().subquery("x")),
-                history,
-            ))
-            self.wh.execute(exp.delete(members, where=exp.and_(
-                _eq("segment", segment), exp.column("id").isin(query=exited_q.copy()))))
-            self.wh.execute(exp.insert(
-                exp.select(_s(segment), exp.column("id"), moment.copy()).from_(entered_q.copy().subquery("x")), members,
-            ))
-            self.wh.execute(exp.delete(history, where=exp.and_(
-                _eq("segment", segment), exp.LT(this=exp.column("exited_at"), expression=timestamp_literal(as_of - retention)))))
+            if exited:
+                self.wh.execute(exp.update(history, {"exited_at": moment}, where=exp.and_(
+                    _eq("segment", segment), exp.Is(this=exp.column("exited_at"), expression=exp.Null()),
+                    exp.column("id").isin(query=leaving.copy()))))
+                self.wh.execute(exp.delete(members, where=exp.and_(
+                    _eq("segment", segment), exp.column("id").isin(query=leaving.copy()))))
+            if entered:
+                self.wh.execute(exp.insert(
+                    exp.select(_s(segment), exp.column("id"), moment.copy(), exp.Null()).from_(entering.subquery("x")),
+                    history))
+                self.wh.execute(exp.insert(
+                    exp.select(_s(segment), exp.column("id"), moment.copy()).from_(entering.subquery("x")), members))
+            if exited:
+                self.wh.execute(exp.delete(history, where=exp.and_(
+                    _eq("segment", segment),
+                    exp.LT(this=exp.column("exited_at"), expression=timestamp_literal(as_of - retention)))))
+        self.drop(changes)
         return entered, exited
 
     # -- syncs ----------------------------------------------------------------------
-    def recover(self, sync: str) -> int:
-        """Forget inflight rows a killed run left behind (their ids stay ``pending``)."""
-        count = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(self.t("inflight")).where(_eq("sync", sync))))
-        if count:
-            with self.transaction():
-                self.wh.execute(exp.delete(self.t("inflight"), where=_eq("sync", sync)))
-                self.wh.execute(exp.delete(self.t("outcomes"), where=_eq("sync", sync)))
+    def recover(self, sync: str, trigger_on: str | None = None) -> int:
+        """Batches a killed run left in flight: their ids become ``pending`` (state at the
+        destination unknown), so the next diff re-adds members and removes the others.
+        Trigger sends were applied when recorded: at most once, never sent again."""
+        inflight, members = self.t("inflight"), self.t("sync_members")
+        mine = _eq("sync", sync)
+        count = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(inflight).where(mine.copy())))
+        if not count:
+            return 0
+        with self.transaction():
+            if trigger_on is None:
+                ids = exp.select("id").from_(inflight).where(mine.copy())
+                self.wh.execute(exp.delete(members, where=exp.and_(mine.copy(), exp.column("id").isin(query=ids))))
+                unknown = (
+                    exp.select(_s(sync), exp.column("id"), exp.Null(), exp.true(),
+                               exp.Max(this=exp.column("payload")), timestamp_literal(datetime.utcnow()))
+                    .from_(inflight).where(mine.copy()).group_by("id")
+                )
+                self.wh.execute(exp.insert(unknown, members, columns=_MEMBER_COLUMNS))
+            self.wh.execute(exp.delete(inflight, where=mine.copy()))
+            self.wh.execute(exp.delete(self.t("outcomes"), where=mine.copy()))
         return count
 
     def first_run(self, sync: str) -> bool:
@@ -194,7 +229,7 @@ class StateStore:
     def materialize_delta(self, sync: str, query: exp.Select) -> dict[str, int]:
         """Write the sync's numbered delta to a table; return the count of rows per op."""
         target = self.delta_table(sync)
-        self.replace_table(target, query)
+        self.replace_table(target, exp.select("*").from_(query.subquery("q")).order_by("rn"))
         rows = self.wh.fetchall(exp.select("op", exp.Count(this=exp.Star())).from_(target).group_by("op"))
         return {str(op): int(n) for op, n in rows}
 
@@ -214,80 +249,111 @@ class StateStore:
             ))
 
     def read_delta(self, sync: str, after: int, limit: int, ops: tuple[str, ...]) -> pa.Table:
-        """The next page of the delta (by row number), only ops that send."""
+        """Rows ``after < rn <= after + limit`` of the delta that send (``rn`` is dense, so
+        a page is a range, not a sort of the whole delta)."""
         query = (
             exp.select("*").from_(self.delta_table(sync))
             .where(exp.GT(this=exp.column("rn"), expression=exp.Literal.number(after)))
+            .where(exp.LTE(this=exp.column("rn"), expression=exp.Literal.number(after + limit)))
             .where(exp.column("op").isin(*[_s(o) for o in ops]))
-            .order_by("rn").limit(limit)
+            .order_by("rn")
         )
         batches = list(self.wh.fetch_batches(query, limit))
         if not batches:
             return pa.table({})
         return pa.Table.from_batches(batches)
 
-    def mark_inflight(self, sync: str, run_id: str, batch: int, rows: list[dict[str, Any]],
+    def delta_size(self, sync: str) -> int:
+        return int(self.scalar(exp.select(exp.Max(this=exp.column("rn"))).from_(self.delta_table(sync))) or 0)
+
+    def mark_inflight(self, sync: str, run_id: str, batch: int, rows: pa.Table,
                       *, trigger_on: str | None, as_of: datetime, now: datetime) -> None:
-        """Step 1 of the protocol: the batch is recorded before it is sent."""
-        inflight = self.t("inflight")
-        members = self.t("sync_members")
+        """Step 1 of the protocol: the batch is recorded before it is sent.
+
+        ``rows`` has columns id, op, hash, payload, held (the destination held the id before).
+        Mirror and upsert only write ``inflight`` (a crash leaves it for ``recover``); a trigger
+        send is applied to the snapshot here already, so it is never sent twice.
+        """
+        inflight, members = self.t("inflight"), self.t("sync_members")
         this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
+        data = rows.append_column("sync", pa.array([sync] * rows.num_rows, pa.string())) \
+                   .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string())) \
+                   .append_column("batch", pa.array([batch] * rows.num_rows, pa.int64()))
+        if trigger_on is None:
+            self.wh.insert_arrow(inflight, data)
+            return
         ids = exp.select("id").from_(inflight).where(this_batch.copy())
         with self.transaction():
-            self.insert_rows("inflight", [{"sync": sync, "run_id": run_id, "batch": batch, **row} for row in rows])
+            self.wh.insert_arrow(inflight, data)
+            self.wh.execute(exp.insert(
+                exp.select(_s(sync), exp.column("id"), _s(run_id), timestamp_literal(as_of), _s("intent"), exp.Null())
+                .from_(inflight).where(this_batch.copy()),
+                self.t("triggers"), columns=["sync", "id", "run_id", "as_of", "status", "reason"],
+            ))
             self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), exp.column("id").isin(query=ids))))
-            if trigger_on != "exit":
-                # mirror: pending (unknown at the destination); trigger on enter: triggered (at most once)
-                pending = exp.true() if trigger_on is None else exp.false()
+            if trigger_on == "enter":  # triggered: a member of the snapshot from now on
                 self.wh.execute(exp.insert(
-                    exp.select(_s(sync), exp.column("id"), exp.column("hash"), pending, exp.column("payload"),
+                    exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"),
                                timestamp_literal(now)).from_(inflight).where(this_batch.copy()),
-                    members,
-                ))
-            if trigger_on is not None:
-                self.wh.execute(exp.insert(
-                    exp.select(_s(sync), exp.column("id"), _s(run_id), timestamp_literal(as_of), _s("intent"), exp.Null())
-                    .from_(inflight).where(this_batch.copy()),
-                    self.t("triggers"),
+                    members, columns=_MEMBER_COLUMNS,
                 ))
 
-    def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str],
-                    *, trigger_on: str | None, now: datetime) -> None:
-        """Step 3: apply the destination's answer to the batch."""
+    def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str], *,
+                    trigger_on: str | None, now: datetime, any_held: bool = True,
+                    open_rejections: bool = True) -> None:
+        """Step 3: apply the destination's answer to the batch, in one transaction.
+
+        ``any_held`` False (no id of the batch was held) and ``open_rejections`` False (the
+        sync has no rejection on record) let a first upload skip statements that would scan
+        the snapshot for nothing.
+        """
         inflight, members = self.t("inflight"), self.t("sync_members")
         this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
         bad = exp.select("id").from_(self.t("outcomes")).where(this_batch.copy())
         is_bad = exp.column("id").isin(query=bad)
-        ok = exp.not_(is_bad.copy())
-        ids = exp.select("id").from_(inflight).where(this_batch.copy())
+        ok = exp.not_(is_bad.copy()) if rejected else exp.true()
         stamp = timestamp_literal(now)
         with self.transaction():
-            self.insert_rows("outcomes", [{"sync": sync, "run_id": run_id, "batch": batch, "id": i, "reason": r}
-                                          for i, r in rejected.items()])
+            if rejected:
+                self.insert_rows("outcomes", [{"sync": sync, "run_id": run_id, "batch": batch, "id": i, "reason": r}
+                                              for i, r in rejected.items()])
             if trigger_on is None:
-                self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), exp.column("id").isin(query=ids))))
-                held = exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"), stamp)
-                self.wh.execute(exp.insert(held.from_(inflight).where(exp.and_(
-                    this_batch.copy(), exp.column("op").isin(_s("add"), _s("update")), ok.copy())), members))
-                # a rejected remove or update leaves the destination in a state we do not know
-                unknown = exp.select(_s(sync), exp.column("id"), exp.Null(), exp.true(), exp.column("payload"), stamp.copy())
-                self.wh.execute(exp.insert(unknown.from_(inflight).where(exp.and_(
-                    this_batch.copy(), exp.column("op").isin(_s("remove"), _s("update")), is_bad.copy())), members))
+                if any_held:
+                    held_ids = exp.select("id").from_(inflight).where(exp.and_(this_batch.copy(), exp.column("held")))
+                    self.wh.execute(exp.delete(members, where=exp.and_(
+                        _eq("sync", sync), exp.column("id").isin(query=held_ids))))
+                acked = exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"), stamp)
+                self.wh.execute(exp.insert(acked.from_(inflight).where(exp.and_(
+                    this_batch.copy(), exp.column("op").isin(_s("add"), _s("update")), ok.copy())),
+                    members, columns=_MEMBER_COLUMNS))
+                if rejected and any_held:
+                    # rejected, and the destination held it before: its state there is unknown
+                    unknown = exp.select(_s(sync), exp.column("id"), exp.Null(), exp.true(), exp.column("payload"), stamp.copy())
+                    self.wh.execute(exp.insert(unknown.from_(inflight).where(exp.and_(
+                        this_batch.copy(), exp.column("held"), is_bad.copy())), members, columns=_MEMBER_COLUMNS))
             else:
-                sent_where = exp.and_(_eq("sync", sync), _eq("run_id", run_id), exp.column("id").isin(query=ids.copy()))
-                self.wh.execute(exp.update(self.t("triggers"), {"status": _s("sent")},
-                                           where=exp.and_(sent_where, ok.copy())))
-                self.wh.execute(exp.update(self.t("triggers"), {"status": _s("rejected")},
-                                           where=exp.and_(sent_where.copy(), is_bad.copy())))
-                if trigger_on == "enter":  # a rejected message may be retried: not triggered after all
-                    self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), is_bad.copy())))
-                else:
-                    self.wh.execute(exp.insert(
-                        exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"), stamp.copy())
-                        .from_(inflight).where(exp.and_(this_batch.copy(), is_bad.copy())), members))
-            self._record_rejections(sync, run_id, batch, now)
+                ids = exp.select("id").from_(inflight).where(this_batch.copy())
+                sent_where = exp.and_(_eq("sync", sync), _eq("run_id", run_id), exp.column("id").isin(query=ids))
+                self.wh.execute(exp.update(self.t("triggers"), {"status": _s("sent")}, where=exp.and_(sent_where, ok.copy())))
+                if rejected:
+                    self.wh.execute(exp.update(self.t("triggers"), {"status": _s("rejected")},
+                                               where=exp.and_(sent_where.copy(), is_bad.copy())))
+                    if trigger_on == "enter":  # a rejected message may be retried: not triggered after all
+                        self.wh.execute(exp.delete(members, where=exp.and_(_eq("sync", sync), is_bad.copy())))
+                    else:
+                        self.wh.execute(exp.insert(
+                            exp.select(_s(sync), exp.column("id"), exp.column("hash"), exp.false(), exp.column("payload"),
+                                       stamp.copy()).from_(inflight).where(exp.and_(this_batch.copy(), is_bad.copy())),
+                            members, columns=_MEMBER_COLUMNS))
+            if rejected or open_rejections:
+                self._record_rejections(sync, run_id, batch, now)
             self.wh.execute(exp.delete(inflight, where=this_batch.copy()))
-            self.wh.execute(exp.delete(self.t("outcomes"), where=this_batch.copy()))
+            if rejected:
+                self.wh.execute(exp.delete(self.t("outcomes"), where=this_batch.copy()))
+
+    def open_rejections(self, sync: str) -> bool:
+        query = exp.select(exp.Count(this=exp.Star())).from_(self.t("rejections")).where(_eq("sync", sync))
+        return int(self.scalar(query)) > 0
 
     def _record_rejections(self, sync: str, run_id: str, batch: int, now: datetime) -> None:
         """Count an attempt for each rejected id; clear the record of acknowledged ones."""
