@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
@@ -23,12 +23,14 @@ from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_m
 from revseg.project.loader import load_project
 from revseg.runner.catalog import read_catalog
 from revseg.runner.reports import RunReport
-from revseg.runner.sync import Progress, SyncOptions, SyncRun
 from revseg.spec.project import Project
-from revseg.state.lock import SegmentLock
-from revseg.state.store import StateStore
 from revseg.warehouse.base import Warehouse
 from revseg.warehouse.registry import warehouse_for
+
+if TYPE_CHECKING:  # the sync path pulls in pyarrow: validate and preview do without it
+    from revseg.runner.sync import Progress, SyncOptions
+    from revseg.state.lock import SegmentLock
+    from revseg.state.store import StateStore
 
 
 def utc_now() -> datetime:
@@ -70,6 +72,8 @@ class Session:
     def sync(self, names: list[str], only: set[str] | None, options: SyncOptions,
              progress: Progress | None = None, destination_extra: dict[str, Any] | None = None,
              lock: SegmentLock | None = None, should_stop: Callable[[], bool] | None = None) -> RunReport:
+        from revseg.runner.sync import SyncRun
+
         run = SyncRun(self.project, self.catalog, self.store, options, utc_now, progress, destination_extra)
         if should_stop is not None:
             run.should_stop = should_stop
@@ -209,12 +213,16 @@ class Runner:
              progress: Progress | None = None, lock_wait_seconds: float = 30.0,
              destination_extra: dict[str, Any] | None = None) -> RunReport:
         """Compute, diff, deliver and commit the selected segments' syncs."""
+        from revseg.runner.sync import SyncOptions
+
         options = SyncOptions(normalize_as_of(as_of), full_refresh=full_refresh, max_remove_pct=max_remove_pct,
                               lock_wait_seconds=lock_wait_seconds)
         return self._run(selectors, options, progress, destination_extra)
 
     def plan(self, selectors: list[str] | tuple[str, ...] = (), as_of: datetime | None = None) -> RunReport:
         """What the next sync would add, remove, update and trigger, per sync; sends nothing."""
+        from revseg.runner.sync import SyncOptions
+
         return self._run(selectors, SyncOptions(normalize_as_of(as_of), dry_run=True), None, None)
 
     def _run(self, selectors: list[str] | tuple[str, ...], options: SyncOptions, progress: Progress | None,
@@ -227,6 +235,8 @@ class Runner:
     @contextmanager
     def session(self, as_of: datetime | None = None) -> Iterator[Session]:
         """A connected, validated project for many runs (``revseg run`` and ``serve``)."""
+        from revseg.state.store import StateStore
+
         with self.warehouse() as warehouse:
             catalog = self.checked(warehouse, as_of)
             store = StateStore(warehouse, self.project.state_schema)
@@ -236,6 +246,7 @@ class Runner:
     def status(self) -> dict[str, Any]:
         """Per segment and sync: members, last run, freshness lag, outcomes, open rejections."""
         from revseg.runner.status import project_status
+        from revseg.state.store import StateStore
 
         with self.warehouse() as warehouse:
             return project_status(self.project, StateStore(warehouse, self.project.state_schema), utc_now())
@@ -243,6 +254,7 @@ class Runner:
     def history(self, segment: str) -> list[dict[str, Any]]:
         """Past runs of a segment, oldest first, with its membership size at each."""
         from revseg.runner.status import segment_history
+        from revseg.state.store import StateStore
 
         self._segment(segment)
         with self.warehouse() as warehouse:

@@ -12,10 +12,12 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
 from sqlglot import exp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("revseg.warehouse")
 
@@ -65,6 +67,12 @@ class Warehouse(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def clone(self) -> Warehouse:
+        """Another connected session on the same database, for another thread (``revseg serve``
+        answers HTTP requests while the scheduler works). The caller closes it. Adapters whose
+        connections cannot be shared across threads override this; the default refuses."""
+        raise NotImplementedError(f"the {self.type_name} adapter cannot open a second session")
 
     # -- rendering -----------------------------------------------------------------
     def render(self, expression: exp.Expr) -> str:

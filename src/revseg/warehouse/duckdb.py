@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from sqlglot import exp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from revseg.errors import LockError, WarehouseError
 from revseg.warehouse.base import Column, TableRef, Warehouse

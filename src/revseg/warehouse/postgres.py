@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from sqlglot import exp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from revseg.errors import WarehouseError
 from revseg.warehouse.base import Column, TableRef, Warehouse
@@ -48,6 +50,13 @@ class PostgresWarehouse(Warehouse):
             where = f"{params['host']}:{params['port']}/{params['dbname']}"
             raise WarehouseError(f"cannot connect to PostgreSQL at {where}: {str(exc).strip()}") from None
 
+    def clone(self) -> PostgresWarehouse:
+        """A second connection with the same settings (psycopg connections are not shared
+        across threads)."""
+        twin = PostgresWarehouse(self.config)
+        twin.connect()
+        return twin
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -69,9 +78,16 @@ class PostgresWarehouse(Warehouse):
         return list(self._run(expression).fetchall())
 
     def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
+        import psycopg
+
         sql = self.render(expression)
-        with self._conn.cursor(name="revseg_stream") as cursor:
-            cursor.execute(sql)
+        # A server-side cursor needs a transaction, and the connection is in autocommit
+        # outside the state's own transactions: WITH HOLD lets it live outside one.
+        with self._conn.cursor(name="revseg_stream", withhold=True) as cursor:
+            try:
+                cursor.execute(sql)
+            except psycopg.Error as exc:
+                raise WarehouseError(f"query failed on PostgreSQL: {str(exc).strip()}\n  query: {sql[:500]}") from None
             names = [d.name for d in cursor.description]
             while rows := cursor.fetchmany(batch_size):
                 columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
