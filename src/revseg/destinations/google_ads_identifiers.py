@@ -110,7 +110,9 @@ def normalize_phone(raw: str) -> str:
     elif text.startswith("00"):
         digits = text[2:]
     else:
-        raise IdentifierError("phone: needs a leading + and country code (E.164, e.g. +12125650000)")
+        raise IdentifierError(
+            "phone: needs a leading + and country code (E.164, e.g. +12125650000)"
+        )
     if not digits.isascii() or not digits.isdigit():
         raise IdentifierError("phone: contains characters other than digits")
     if not 7 <= len(digits) <= 15 or digits[0] == "0":
@@ -198,6 +200,14 @@ class UserIds:
         return f"no usable identifier for Google Customer Match ({detail})"
 
 
+@dataclass(frozen=True)
+class Member:
+    """A record to send: the entity's id and its usable identifiers."""
+
+    id: str
+    ids: UserIds
+
+
 def _hashed(raw: str, normalize: Callable[[str], str]) -> str:
     return _digest(raw) or sha256_hex(normalize(raw))
 
@@ -210,8 +220,10 @@ def hash_identifiers(identifiers: Mapping[str, str], rules: Rules) -> UserIds:
     values = {k: v for k, v in identifiers.items() if v is not None and str(v).strip()}
     for kind in sorted(set(values) - KINDS):
         problems.append(f"{kind}: not an identifier kind Google knows")
-    for kind, normalize, out in (("email", normalize_email, emails),
-                                 ("phone", normalize_phone, phones)):
+    for kind, normalize, out in (
+        ("email", normalize_email, emails),
+        ("phone", normalize_phone, phones),
+    ):
         if kind in values:
             try:
                 out.append(_hashed(str(values[kind]), normalize))
@@ -222,7 +234,9 @@ def hash_identifiers(identifiers: Mapping[str, str], rules: Rules) -> UserIds:
     if present:
         missing = [k for k in ADDRESS_KINDS if k not in values]
         if missing:
-            problems.append(f"address: needs {', '.join(ADDRESS_KINDS)} (missing {', '.join(missing)})")
+            problems.append(
+                f"address: needs {', '.join(ADDRESS_KINDS)} (missing {', '.join(missing)})"
+            )
         else:
             try:
                 address = _address({k: str(values[k]) for k in ADDRESS_KINDS}, rules)
@@ -237,15 +251,24 @@ def _address(values: dict[str, str], rules: Rules) -> Address:
 
     affixes = rules.strip_name_affixes
 
-    def name(kind: str, punctuation: bool, prefixes: frozenset[str], suffixes: frozenset[str]) -> str:
+    def name(
+        kind: str, punctuation: bool, prefixes: frozenset[str], suffixes: frozenset[str]
+    ) -> str:
         try:
-            return _hashed(values[kind], lambda v: normalize_name(
-                v, strip_punctuation=punctuation, prefixes=prefixes, suffixes=suffixes))
+            return _hashed(
+                values[kind],
+                lambda v: normalize_name(
+                    v, strip_punctuation=punctuation, prefixes=prefixes, suffixes=suffixes
+                ),
+            )
         except IdentifierError as exc:
             raise IdentifierError(str(exc).replace("name:", f"{kind}:", 1)) from None
 
-    first = name("first_name", rules.strip_first_name_punctuation,
-                 _PREFIXES if affixes else frozenset(), frozenset())
+    first = name(
+        "first_name",
+        rules.strip_first_name_punctuation,
+        _PREFIXES if affixes else frozenset(),
+        frozenset(),
+    )
     last = name("last_name", True, frozenset(), _SUFFIXES if affixes else frozenset())
     return Address(first, last, country, postal)
-
