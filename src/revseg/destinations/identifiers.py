@@ -178,7 +178,7 @@ def normalize_state(raw: str) -> str | None:
 
 
 def normalize_zip(raw: str) -> str | None:
-    """Lowercase, no spaces or dashes; a US ZIP+4 keeps its first 5 digits.
+    """Lowercase letters and digits only (no spaces or dashes); a US ZIP+4 keeps its first 5.
 
     >>> normalize_zip("94107-1234")
     '94107'
@@ -189,7 +189,8 @@ def normalize_zip(raw: str) -> str | None:
     us = _US_ZIP.fullmatch(value)
     if us:
         return us.group(1)
-    value = re.sub(r"[\s-]", "", value).lower()
+    # postcodes are alphanumeric everywhere; spaces, dashes (and stray control bytes) go
+    value = "".join(ch for ch in value if ch.isalnum()).lower()
     return value or None
 
 

@@ -21,6 +21,12 @@ ENTRY_POINT_GROUP = "revseg.destinations"
 BUILTIN: dict[str, str] = {
     "file": "revseg.destinations.file:FileDestination",
     "webhook": "revseg.destinations.webhook:WebhookDestination",
+    "meta": "revseg.destinations.meta:MetaDestination",
+    "linkedin": "revseg.destinations.linkedin:LinkedInDestination",
+    "google_ads": "revseg.destinations.google_ads:GoogleAdsDestination",
+    "iterable": "revseg.destinations.iterable:IterableDestination",
+    "mailchimp": "revseg.destinations.mailchimp:MailchimpDestination",
+    "sendgrid": "revseg.destinations.sendgrid:SendgridDestination",
 }
 
 _loaded: dict[str, type[Destination]] = {}

@@ -191,7 +191,9 @@ def _start_detached(port: int, state_dir: Path, secret: str | None) -> SandboxIn
         bound = _wait_until_answering(process, port_file, log_file)
     finally:
         port_file.unlink(missing_ok=True)
-    info = SandboxInfo(bound, process.pid, True, detached=True, signed=bool(secret), log_file=log_file)
+    info = SandboxInfo(
+        bound, process.pid, True, detached=True, signed=bool(secret), log_file=log_file
+    )
     _write_info(state_dir, info)
     return info
 

@@ -117,6 +117,7 @@ class Applied:
     webhook_id: str
     op: str
     id: str
+    traits: dict[str, Any] | None = None
 
 
 class WebhookReceiver:
@@ -195,8 +196,9 @@ class WebhookReceiver:
         retry_after: str | int | None = None,
         delay: float = 0.0,
         body: str = "",
+        skip: int = 0,
     ) -> None:
-        """Misbehave on the next ``n`` requests.
+        """Misbehave on the next ``n`` requests (after letting ``skip`` requests through).
 
         ``status`` defaults to 500, or, with a ``delay``, to None: sleep, then process the
         request normally (a slow endpoint that applies a batch after the client gave up).
@@ -205,6 +207,7 @@ class WebhookReceiver:
             status = 500
         after = None if retry_after is None else str(retry_after)
         with self._lock:
+            self._faults.extend(Fault(None) for _ in range(skip))
             self._faults.extend(Fault(status, after, delay, body) for _ in range(n))
 
     def attempts(self, msg_id: str) -> int:
@@ -290,7 +293,7 @@ class WebhookReceiver:
 
     def _apply(self, msg_id: str, operations: list[dict[str, Any]]) -> None:
         for op in operations:
-            self.applied.append(Applied(msg_id, op["op"], op["id"]))
+            self.applied.append(Applied(msg_id, op["op"], op["id"], op.get("traits")))
             if op["op"] in ("add", "update"):
                 self.audience[op["id"]] = dict(op.get("traits") or {})
             elif op["op"] == "remove":
@@ -328,9 +331,10 @@ class WebhookReceiver:
                 applied = [asdict(a) for a in self.applied]
             return _reply(200, applied)
         if method == "GET" and path == "/_health":
-            return _reply(
-                200, {"ok": True, "service": SERVICE, "pid": os.getpid(), "signed": self.signed}
-            )
+            with self._lock:
+                counts = {"deliveries": len(self.deliveries), "applied": len(self.applied)}
+            document = {"ok": True, "service": SERVICE, "pid": os.getpid(), "signed": self.signed}
+            return _reply(200, document | counts)
         if method == "POST" and path == "/_faults":
             try:
                 self.fail_next(**json.loads(body or b"{}"))
