@@ -398,10 +398,6 @@ def test_mirror_sync_end_to_end(tmp_path: Path, emu: MetaEmulator) -> None:
     assert step(at + timedelta(hours=1, minutes=5))["added"] == 1
 
 
-@pytest.mark.xfail(
-    reason="runner: a changed identifier of a current member is never sent "
-    "(supports_update=False, and update ops carry no previous identifiers)"
-)
 def test_identifier_change_of_a_current_member_reaches_the_audience(
     tmp_path: Path, emu: MetaEmulator
 ) -> None:

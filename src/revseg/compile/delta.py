@@ -55,7 +55,6 @@ class DeltaSpec:
     mode: str  # mirror | upsert | trigger
     traits: tuple[str, ...]
     max_attempts: int
-    supports_update: bool = True
     on: str = "enter"
     cooldown: timedelta | None = None
     first_run: bool = False
@@ -131,8 +130,9 @@ def _mirror_op(spec: DeltaSpec, m_id: exp.Column, s_id: exp.Column) -> tuple[exp
     conditions: list[exp.Expr] = [exp.and_(exp.not_(gone.copy()), exp.or_(missing.copy(), pending.copy()))]
     if spec.mode == "mirror":
         conditions.append(gone.copy())
-    if spec.supports_update:
-        conditions.append(exp.and_(exp.not_(gone.copy()), exp.not_(missing.copy()), exp.not_(pending.copy()), changed))
+    # updates always: the runner turns one whose identifiers changed into remove + add, and
+    # acknowledges the others without sending where the API has no update
+    conditions.append(exp.and_(exp.not_(gone.copy()), exp.not_(missing.copy()), exp.not_(pending.copy()), changed))
     return op, exp.or_(*conditions), "m"
 
 

@@ -152,10 +152,9 @@ class SyncRun:
 
     # -- one sync -------------------------------------------------------------------
     def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any) -> Any:
-        caps = get_destination_type(self.project.destinations[sync.destination].type).capabilities
         spec = DeltaSpec(
             sync=sync.name, mode=sync.mode, traits=tuple(traits), max_attempts=sync.max_attempts,
-            supports_update=caps.supports_update, on=sync.on, cooldown=sync.cooldown,
+            on=sync.on, cooldown=sync.cooldown,
             first_run=self.store.first_run(sync.name), backfill=sync.backfill,
         )
         exit_traits = None
@@ -240,7 +239,8 @@ class SyncRun:
                 if page.num_rows == 0:
                     continue
                 rows = page.to_pylist()
-                operations, state, skipped, failed = self._operations(sync, rows, template)
+                operations, state, skipped, failed = self._operations(
+                    sync, rows, template, destination.capabilities.supports_update)
                 report.skipped += skipped
                 sent += len(rows)
                 if not operations and not failed:
@@ -283,14 +283,15 @@ class SyncRun:
             rejected.update(result.rejected)
         self.store.acknowledge(sync.name, self.report.run_id, number, rejected, trigger_on=trigger_on,
                                now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections)
-        for op in operations:
-            if op.id in rejected:
-                continue
-            if op.op == "add":
+        sent = {op.id for op in operations}
+        for record_id, op in zip(state["id"], state["op"], strict=True):
+            if record_id in rejected or record_id not in sent:
+                continue  # rejected, or an update the API has no use for (acknowledged quietly)
+            if op == "add":
                 report.added += 1
-            elif op.op == "remove":
+            elif op == "remove":
                 report.removed += 1
-            elif op.op == "update":
+            elif op == "update":
                 report.updated += 1
             else:
                 report.triggered += 1
@@ -300,12 +301,19 @@ class SyncRun:
                 report.rejections.append({"id": record_id, "reason": reason})
 
     def _operations(
-        self, sync: Sync, rows: list[dict[str, Any]], template: jinja2.Template | None
+        self, sync: Sync, rows: list[dict[str, Any]], template: jinja2.Template | None, supports_update: bool
     ) -> tuple[list[Operation], dict[str, list[Any]], int, dict[str, str]]:
         """Rows of the delta as operations, plus the columns recorded in flight for them
         (id, op, hash, payload = the identifiers sent, held). Members with no usable
-        identifier are skipped; a template that fails to render rejects its record."""
+        identifier are skipped; a template that fails to render rejects its record.
+
+        An update whose identifiers changed (a new email) becomes a remove of the held
+        identifiers and an add of the new ones, removes first in the batch, so the old email
+        does not stay in the audience; one whose identifiers did not change is sent as an
+        update, or, where the API has no update, acknowledged without sending.
+        """
         operations: list[Operation] = []
+        removes: list[Operation] = []  # held identifiers of updates whose identifiers changed
         state: dict[str, list[Any]] = {"id": [], "op": [], "hash": [], "payload": [], "held": []}
         skipped = 0
         failed: dict[str, str] = {}
@@ -333,21 +341,32 @@ class SyncRun:
                     failed[record_id] = f"template error: {exc}"
                     continue
             operation = Operation(op, record_id, traits, identifiers, message)  # type: ignore[arg-type]
-            operations.append(operation)
+            if op == "update" and sync.identifiers:
+                previous = orjson.loads(held_payload) if held_payload else {}
+                if previous != identifiers:
+                    if previous:
+                        removes.append(Operation("remove", record_id, {}, previous))
+                    operation = Operation("add", record_id, traits, identifiers)
+                elif not supports_update:
+                    operation = None
+            elif op == "update" and not supports_update:
+                operation = None
+            if operation is not None:
+                operations.append(operation)
             state["id"].append(record_id)
             state["op"].append(op)
             state["hash"].append(row_hash)
-            state["payload"].append(held_payload if op == "remove" else _payload(operation))
+            state["payload"].append(held_payload if op == "remove" else _payload_of(identifiers))
             state["held"].append(held)
-        return operations, state, skipped, failed
+        return removes + operations, state, skipped, failed
 
 
 _INFLIGHT = pa.schema([("id", pa.string()), ("op", pa.string()), ("hash", pa.string()),
                        ("payload", pa.string()), ("held", pa.bool_())])
 
 
-def _payload(op: Operation) -> str | None:
-    return orjson.dumps(dict(op.identifiers), option=orjson.OPT_SORT_KEYS).decode() if op.identifiers else None
+def _payload_of(identifiers: dict[str, str]) -> str | None:
+    return orjson.dumps(identifiers, option=orjson.OPT_SORT_KEYS).decode() if identifiers else None
 
 
 def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:
