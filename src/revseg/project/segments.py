@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import jinja2
@@ -16,7 +16,7 @@ from revseg.project.sqltext import parse_expression, parse_query
 from revseg.project.validation import validate_spec
 from revseg.project.yamlfile import PathKey, YamlDoc
 from revseg.spec.conditions import SegmentRef, walk
-from revseg.spec.project import Model, Segment, Sync, Trait
+from revseg.spec.project import Model, QuietHours, Segment, Sync, Trait
 
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment()
 #: output columns of membership and delta queries that a trait may not shadow
@@ -142,9 +142,17 @@ def _sync(spec: SegmentSpec, doc: YamlDoc, path: PathKey, problems: list[Problem
             except jinja2.TemplateSyntaxError as exc:
                 pos = doc.pos((*path, "template"))
                 problems.append(Problem(pos, f"template syntax error: {exc.message}", "template"))
-    elif raw.template is not None or raw.cooldown is not None:
-        key = "template" if raw.template is not None else "cooldown"
+    elif raw.template is not None or raw.cooldown is not None or raw.quiet_hours is not None:
+        key = next(k for k in ("template", "cooldown", "quiet_hours") if getattr(raw, k) is not None)
         problems.append(Problem(doc.pos((*path, key), key=True), f"'{key}' applies only to mode: trigger", "sync"))
+    quiet = None
+    if raw.quiet_hours is not None:
+        q = raw.quiet_hours
+        if q.timezone_trait is not None and q.timezone_trait not in trait_names:
+            problems.append(Problem(doc.pos((*path, "quiet_hours", "timezone_trait")),
+                                    f"timezone_trait names trait '{q.timezone_trait}', which the segment does not "
+                                    f"define{did_you_mean(q.timezone_trait, trait_names)}", "unknown-trait"))
+        quiet = QuietHours(time.fromisoformat(q.start), time.fromisoformat(q.end), q.timezone, q.timezone_trait)
     return Sync(
         segment=spec.name,
         destination=raw.destination,
@@ -159,6 +167,7 @@ def _sync(spec: SegmentSpec, doc: YamlDoc, path: PathKey, problems: list[Problem
         max_attempts=raw.max_attempts,
         batch_size=raw.batch_size,
         position=doc.pos(path),
+        quiet_hours=quiet,
     )
 
 

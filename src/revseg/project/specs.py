@@ -94,6 +94,33 @@ class ProjectSpec(Strict):
     serve: ServeSpec | None = None
 
 
+class QuietHoursSpec(Strict):
+    """No trigger message between ``start`` and ``end`` (local time of the recipient)."""
+
+    start: str
+    end: str
+    timezone: str = "UTC"
+    timezone_trait: str | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"bad time {value!r}: expected HH:MM (24-hour), e.g. 21:00")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from None
+        return value
+
+
 class SyncSpec(Strict):
     destination: str
     mode: Literal["mirror", "upsert", "trigger"] = "mirror"
@@ -106,6 +133,7 @@ class SyncSpec(Strict):
     max_remove_pct: float | None = Field(default=None, ge=0, le=100)
     max_attempts: int = Field(default=5, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
+    quiet_hours: QuietHoursSpec | None = None
 
 
 class SegmentSpec(Strict):

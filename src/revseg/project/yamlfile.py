@@ -19,7 +19,7 @@ from revseg.errors import Position, Problem
 PathKey = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader with YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes, no, on
     and off as booleans, which turns ``on: enter`` into ``True: enter`` and a country code
     ``NO`` into false."""

@@ -33,6 +33,7 @@ class SyncReport:
     rejected: int = 0
     skipped: int = 0
     suppressed: int = 0
+    deferred: int = 0  # trigger messages held back by quiet hours
     status: str = "success"  # success | partial | failed
     error: str | None = None
     seconds: float = 0.0
@@ -56,6 +57,9 @@ class SyncReport:
             "triggered": self.triggered, "rejected": self.rejected, "skipped": self.skipped,
             "status": self.status, "seconds": round(self.seconds, 3),
         }
+        if self.mode == "trigger":
+            out["suppressed"] = self.suppressed
+            out["deferred"] = self.deferred
         if self.rejections:
             out["rejections"] = self.rejections[:100]
         if self.error:

@@ -72,6 +72,7 @@ class SyncRun:
         #: destinations that stayed unreachable after retries in this run: later syncs to
         #: them fail at once instead of retrying again (the next run delivers everything)
         self.down: dict[str, str] = {}
+        self._deferred = 0
         self._recorded = False
 
     # -- the run --------------------------------------------------------------------
@@ -225,6 +226,7 @@ class SyncRun:
             return
         trigger_on = sync.on if sync.mode == "trigger" else None
         ops = SENDS[sync.mode]
+        self._deferred = 0
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
         open_rejections = self.store.open_rejections(sync.name)
         with self._destination(sync) as destination:
@@ -256,6 +258,7 @@ class SyncRun:
                 if self.should_stop():  # SIGTERM: the batch in flight is done; the rest goes next run
                     break
             report.batches = number
+            report.deferred, self._deferred = self._deferred, 0
 
     def _send(self, destination: Destination, segment: Segment, sync: Sync, report: SyncReport, number: int,
               operations: list[Operation], state: dict[str, list[Any]], failed: dict[str, str],
@@ -333,6 +336,11 @@ class SyncRun:
             if sync.identifiers and not identifiers and op != "remove":
                 skipped += 1
                 continue
+            if op == "trigger" and sync.quiet_hours is not None:
+                zone = traits.get(sync.quiet_hours.timezone_trait) if sync.quiet_hours.timezone_trait else None
+                if sync.quiet_hours.active(self.options.as_of, str(zone) if zone else None):
+                    self._deferred += 1  # not sent, not recorded: the next run after quiet hours sends it
+                    continue
             message = None
             if op == "trigger" and template is not None:
                 try:
@@ -340,7 +348,7 @@ class SyncRun:
                 except jinja2.TemplateError as exc:
                     failed[record_id] = f"template error: {exc}"
                     continue
-            operation = Operation(op, record_id, traits, identifiers, message)  # type: ignore[arg-type]
+            operation: Operation | None = Operation(op, record_id, traits, identifiers, message)  # type: ignore[arg-type]
             if op == "update" and sync.identifiers:
                 previous = orjson.loads(held_payload) if held_payload else {}
                 if previous != identifiers:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,29 @@ class Trait:
 
 
 @dataclass(frozen=True)
+class QuietHours:
+    """Trigger messages wait while the recipient's local time is in [start, end)."""
+
+    start: time
+    end: time
+    timezone: str
+    timezone_trait: str | None
+
+    def active(self, moment: datetime, zone: str | None) -> bool:
+        """Whether ``moment`` (naive UTC) falls in quiet hours in ``zone`` (else the default)."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            tz = ZoneInfo(zone) if zone else ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = ZoneInfo(self.timezone)  # a trait with a bad zone falls back to the default
+        local = moment.replace(tzinfo=UTC).astimezone(tz).time()
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # spans midnight
+
+
+@dataclass(frozen=True)
 class Sync:
     segment: str
     destination: str
@@ -59,6 +82,7 @@ class Sync:
     max_attempts: int
     batch_size: int | None
     position: Position
+    quiet_hours: QuietHours | None = None
 
     @property
     def name(self) -> str:
