@@ -185,6 +185,9 @@ def plan(ctx: Context, select: tuple[str, ...], as_of: str | None, as_json: bool
     if rows:
         ctx.out()
         ctx.out(table(["segment", "destination", "mode", "add", "remove", "update", "trigger", "skipped"], rows))
+    for s in report.syncs:
+        for warning in s.warnings:
+            ctx.out(f"warning: {s.segment} -> {s.destination}: {warning}", err=True)
 
 
 @main.command()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -45,6 +45,8 @@ class Capabilities:
     #: fewest matched members before the audience can be used (LinkedIn: 300); None: no floor.
     #: Informational: a smaller segment still syncs, but `validate`/`plan` may warn about it.
     min_audience_size: int | None = None
+    #: how long the API takes to apply a change (audiences read right after a sync lag it)
+    processing_lag: timedelta | None = None
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ class GoogleAdsDestination(HttpDestination):
     """Adds and removes Customer Match list members; never trigger messages."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
+        processing_lag=timedelta(hours=48),
         modes=frozenset({"mirror", "upsert"}),
         max_batch_size=MAX_MEMBERS,
         identifier_kinds=KINDS,

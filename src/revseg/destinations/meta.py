@@ -165,6 +165,7 @@ class MetaDestination(HttpDestination):
     """Adds (POST) and removes (DELETE) hashed customer-file rows of one Custom Audience."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
+        processing_lag=PROCESSING_LAG,
         modes=frozenset({"mirror", "upsert"}),
         max_batch_size=MAX_ROWS,
         identifier_kinds=frozenset(FIELDS),

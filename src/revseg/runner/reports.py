@@ -39,6 +39,7 @@ class SyncReport:
     seconds: float = 0.0
     rejections: list[dict[str, str]] = field(default_factory=list)
     batches: int = 0
+    warnings: list[str] = field(default_factory=list)  # plan: destination constraints at risk
 
     @property
     def name(self) -> str:
@@ -64,6 +65,8 @@ class SyncReport:
             out["rejections"] = self.rejections[:100]
         if self.error:
             out["error"] = self.error
+        if self.warnings:
+            out["warnings"] = self.warnings
         return out
 
 

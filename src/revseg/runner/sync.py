@@ -148,8 +148,26 @@ class SyncRun:
             counts = self.store.count_delta(query)
             _fill_counts(report, counts)
             report.skipped = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else 0
+            report.warnings = self._warnings(sync, members, report.skipped)
             report.finish()
             self.report.syncs.append(report)
+
+    def _warnings(self, sync: Sync, members: int, skipped: int) -> list[str]:
+        """What a data engineer should know before this sync runs (plan)."""
+        config = self.project.destinations[sync.destination]
+        caps = get_destination_type(config.type).capabilities
+        out = []
+        if skipped:
+            kinds = ", ".join(sorted(sync.identifiers))
+            out.append(f"{skipped} records have no usable identifier ({kinds}) and will be skipped")
+        if caps.min_audience_size and members < caps.min_audience_size:
+            out.append(f"{config.type} serves audiences of at least {caps.min_audience_size} matched members; "
+                       f"this segment has {members}")
+        if caps.processing_lag:
+            hours = caps.processing_lag.total_seconds() / 3600
+            out.append(f"{config.type} applies changes asynchronously (up to {hours:g}h): "
+                       "its audience size lags the segment")
+        return out
 
     # -- one sync -------------------------------------------------------------------
     def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any) -> Any:
