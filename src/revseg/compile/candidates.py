@@ -5,7 +5,10 @@ For fixed data, a segment's membership changes with time only when as_of crosses
 leaving a ``within`` window (``ts + within``), or a ``{ago: D}`` comparison flipping
 (``column + D``). So the entities that can change in (prev, now] are:
 
-- those with a row whose boundary falls in (prev, now]: ``column`` in (prev - D, now - D];
+- those with a row whose boundary falls in [prev, now]: ``column`` in [prev - D, now - D]
+  (closed at both ends: ``column > as_of - D`` flips as as_of reaches ``column + D``, but
+  ``column >= as_of - D`` and ``column = as_of - D`` flip just after it, so an entity whose
+  ``column + D`` is exactly prev can differ between prev and now); nothing when now = prev;
 - those with new or updated rows: the model's ``loaded_at`` (else its ``timestamp``, or the
   entity's ``updated_at``) after ``prev - lookback`` (SPEC 4's watermark).
 
@@ -160,10 +163,12 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
         if change and not boundaries_only:
             conditions.append(exp.GT(this=_column(catalog, name, change),
                                      expression=timestamp_literal(previous - model.lookback)))
-        for column, offset in _with_date_edges(catalog, name, plan.boundaries[name]):
+        # when as_of did not move, no boundary was crossed
+        edges = _with_date_edges(catalog, name, plan.boundaries[name]) if as_of > previous else []
+        for column, offset in edges:
             ref = _column(catalog, name, column)
             conditions.append(exp.and_(
-                exp.GT(this=ref, expression=timestamp_literal(previous - offset)),
+                exp.GTE(this=ref, expression=timestamp_literal(previous - offset)),
                 exp.LTE(this=ref.copy(), expression=timestamp_literal(as_of - offset)),
             ))
         if not conditions:
@@ -178,8 +183,14 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
     return exp.select("k").from_(query.subquery("c")).where(exp.not_(exp.Is(this=exp.column("k"), expression=exp.Null()))).distinct()
 
 
-def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan) -> exp.Select:
-    """Row count and latest change per model read: equal fingerprints mean no new data."""
+def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, since: datetime) -> exp.Select:
+    """Per model read: row count, latest change, and the count and sum (in seconds) of the changes
+    after ``since - lookback``, the rows a run that follows a run at ``since`` takes as new.
+
+    Two fingerprints taken with the same ``since`` are equal only if no row arrived or changed
+    there. The count and latest change alone miss a row that arrives out of order within
+    ``lookback``, e.g. an entity updated in place with an ``updated_at`` below the latest one.
+    """
     selects: list[exp.Expr] = []
     for name in sorted(plan.boundaries):
         model = project.models[name]
@@ -189,10 +200,19 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan)
         count = exp.select(exp.Count(this=exp.Star())).from_(source.copy())
         selects.append(exp.cast(count.subquery(), exp.DataType.build("TEXT")))
         if change:
-            latest = exp.select(exp.Max(this=_column(catalog, name, change))).from_(source.copy())
-            selects.append(exp.Coalesce(this=exp.cast(latest.subquery(), exp.DataType.build("TEXT")),
-                                        expressions=[exp.Literal.string("-")]))
+            column = _column(catalog, name, change)
+            recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
+            seconds = exp.DateDiff(this=column.copy(), expression=timestamp_literal(_EPOCH), unit=exp.var("SECOND"))
+            for value in (exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)):
+                query = exp.select(value).from_(source.copy())
+                if not isinstance(value, exp.Max):
+                    query = query.where(recent.copy())
+                selects.append(exp.Coalesce(this=exp.cast(query.subquery(), exp.DataType.build("TEXT")),
+                                            expressions=[exp.Literal.string("-")]))
     return exp.select(*selects)
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _with_date_edges(catalog: Catalog, model: str, boundaries: set[tuple[str, timedelta]]) -> list[tuple[str, timedelta]]:

@@ -56,16 +56,18 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
     full = membership_query(project, catalog, segment.name, as_of)
     traits = trait_names(segment, full)
-    fingerprint = _fingerprint(project, catalog, store, segment)
+    fingerprint = _fingerprint(project, catalog, store, segment, as_of)  # the next run compares with it
     if reason is not None:
         members = store.stage(segment.name, stage_query(full, traits))
         return Evaluation("full", members, reason=reason, fingerprint=fingerprint)
     assert previous is not None
     plan = plan_incremental(project, segment)
-    if fingerprint == previous.fingerprint:
+    current = fingerprint if as_of == previous.as_of else _fingerprint(project, catalog, store, segment, previous.as_of)
+    if current == previous.fingerprint:  # no row arrived or changed since the previous run
         due = candidates_query(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
         limits = [(s.name, s.max_attempts) for s in segment.syncs]
-        if not store.wh.fetchall(due.limit(1)) and syncs_settled(store, limits):
+        waiting = any(s.quiet_hours is not None for s in segment.syncs)  # deferred sends are due later
+        if not waiting and not store.wh.fetchall(due.limit(1)) and syncs_settled(store, limits):
             return Evaluation("skipped", -1, 0, fingerprint=fingerprint)
     candidates = store.t(f"cand__{segment.name}")
     store.replace_table(candidates, candidates_query(project, catalog, plan, previous.as_of, as_of))
@@ -79,12 +81,14 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     return Evaluation("incremental", members, count, fingerprint=fingerprint)
 
 
-def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment) -> str | None:
+def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
+                 since: datetime) -> str | None:
+    """What a run following a run at ``since`` compares to decide it has no new data."""
     try:
         plan = plan_incremental(project, segment)
     except NotIncremental:
         return None
-    row = store.wh.fetchall(fingerprint_query(project, catalog, plan))[0]
+    row = store.wh.fetchall(fingerprint_query(project, catalog, plan, since))[0]
     return "|".join(str(v) for v in row)
 
 

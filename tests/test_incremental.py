@@ -1,0 +1,160 @@
+"""Focused regressions for incremental runs (SPEC 4), found by tests/test_incremental_chain.py:
+an incremental run (or a skip) must commit exactly the membership a full run gives.
+
+1. ``{ago: D}`` compared with ``>=``, ``<``, ``=``, ``!=``, ``in``, ``not_in`` or ``between``
+   flips just *after* as_of passes ``column + D``, so an entity whose ``column + D`` is exactly
+   the previous as_of changes between the previous run and this one. The candidates took
+   ``column`` in ``(prev - D, now - D]`` and missed it.
+2. A run was skipped when the models' row counts and latest change were as at the previous
+   run, so an entity updated in place with an ``updated_at`` within ``lookback`` but below the
+   latest one (rows may arrive out of order within ``lookback``) kept its stale membership.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import write_files
+
+from revseg.runner import Runner
+
+pytestmark = pytest.mark.duckdb
+
+T = datetime(2026, 1, 1, 12, 0, 0)
+EDGE = T - timedelta(minutes=30)  # exactly as_of - 30m at the first run
+
+DATA = f"""
+CREATE TABLE customers (customer_id INTEGER, country VARCHAR, signup_at TIMESTAMP, updated_at TIMESTAMP);
+INSERT INTO customers VALUES (1, 'DE', '{EDGE}', '{T - timedelta(days=3)}'),
+                             (2, 'DE', '{T - timedelta(days=9)}', '{T}');
+CREATE TABLE events (customer_id INTEGER, event_name VARCHAR, ts TIMESTAMP, loaded_at TIMESTAMP);
+INSERT INTO events VALUES (1, 'view', '{EDGE}', '{T - timedelta(days=3)}');
+CREATE TABLE orders (customer_id INTEGER, ordered_at TIMESTAMP, amount DOUBLE, loaded_at TIMESTAMP);
+INSERT INTO orders VALUES (1, '{EDGE}', 10, '{T - timedelta(days=3)}');
+"""
+
+CONFIG: dict[str, Any] = {
+    "name": "incremental",
+    "target": "dev",
+    "targets": {"dev": {"type": "duckdb", "path": "wh.duckdb"}},
+    "entity": "customers",
+    "full_refresh_every": "52w",
+    "models": {
+        "customers": {
+            "table": "customers",
+            "primary_key": "customer_id",
+            "updated_at": "updated_at",
+        },
+        "events": {
+            "table": "events",
+            "entity_key": "customer_id",
+            "timestamp": "ts",
+            "name": "event_name",
+            "loaded_at": "loaded_at",
+        },
+        "orders": {
+            "table": "orders",
+            "entity_key": "customer_id",
+            "timestamp": "ordered_at",
+            "loaded_at": "loaded_at",
+        },
+    },
+}
+
+AGO = {"ago": "30m"}
+# Each holds for customer 1 at T and not an hour later, or the other way round.
+EDGE_CONDITIONS: dict[str, dict[str, Any]] = {
+    ">=": {"column": "signup_at", "op": ">=", "value": AGO},
+    "<": {"column": "signup_at", "op": "<", "value": AGO},
+    "=": {"column": "signup_at", "op": "=", "value": AGO},
+    "!=": {"column": "signup_at", "op": "!=", "value": AGO},
+    "in": {"column": "signup_at", "op": "in", "value": [AGO]},
+    "not_in": {"column": "signup_at", "op": "not_in", "value": [AGO]},
+    "between": {"column": "signup_at", "op": "between", "value": [AGO, {"ago": "1m"}]},
+    "event_filter": {"event": "view", "where": [{"column": "ts", "op": ">=", "value": AGO}]},
+    "aggregate": {
+        "aggregate": "max",
+        "model": "orders",
+        "column": "ordered_at",
+        "op": ">=",
+        "value": AGO,
+    },
+}
+
+
+def make(tmp_path: Path, segments: dict[str, dict[str, Any]]) -> Runner:
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute(DATA)
+    files: dict[str, Any] = {"revseg.yml": CONFIG}
+    files.update(
+        {f"segments/{name}.yml": {"name": name, "where": where} for name, where in segments.items()}
+    )
+    write_files(tmp_path, files)
+    return Runner(tmp_path)
+
+
+def committed(tmp_path: Path, segment: str) -> set[str]:
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as connection:
+        rows = connection.execute(
+            'SELECT id FROM "revseg"."segment_members" WHERE segment = ?', [segment]
+        ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def check(runner: Runner, tmp_path: Path, as_of: datetime, expected_mode: str) -> dict[str, str]:
+    """Sync at as_of; every segment's committed membership must equal the full one."""
+    modes = {s.name: s.mode for s in runner.sync(as_of=as_of).segments}
+    for name in runner.project.segments:
+        full = {m.id for m in runner.preview(name, as_of=as_of).members}
+        assert committed(tmp_path, name) == full, f"{name} at {as_of} ({modes[name]})"
+        assert modes[name] == expected_mode, f"{name} at {as_of}: {modes}"
+    return modes
+
+
+@pytest.mark.parametrize("case", EDGE_CONDITIONS)
+def test_ago_edge_at_the_previous_as_of(tmp_path: Path, case: str) -> None:
+    runner = make(tmp_path, {"edge": EDGE_CONDITIONS[case]})
+    check(runner, tmp_path, T, "full")
+    before = committed(tmp_path, "edge")
+    check(runner, tmp_path, T, "skipped")  # as_of did not move: nothing crossed a boundary
+    check(runner, tmp_path, T + timedelta(hours=1), "incremental")
+    assert committed(tmp_path, "edge") != before  # the condition did flip for customer 1
+
+
+def update_customer(tmp_path: Path, key: int, country: str, updated_at: datetime) -> None:
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute(
+            "UPDATE customers SET country = ?, updated_at = ? WHERE customer_id = ?",
+            [country, updated_at, key],
+        )
+
+
+@pytest.mark.parametrize(
+    "advance", [timedelta(0), timedelta(minutes=5)], ids=["same_as_of", "later_as_of"]
+)
+def test_update_below_the_latest_updated_at_is_seen(tmp_path: Path, advance: timedelta) -> None:
+    runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    check(runner, tmp_path, T, "full")
+    assert committed(tmp_path, "germans") == {"1", "2"}
+    # Customer 1 leaves Germany; the change is dated a minute before the previous as_of (and
+    # before customer 2's updated_at, the latest): late, but within the 10m lookback.
+    update_customer(tmp_path, 1, "FR", T - timedelta(minutes=1))
+    check(runner, tmp_path, T + advance, "incremental")
+    assert committed(tmp_path, "germans") == {"2"}
+    check(runner, tmp_path, T + advance, "skipped")  # and nothing changed since
+
+
+def test_updates_within_lookback_keep_being_seen(tmp_path: Path) -> None:
+    """A row updated twice inside the lookback window, the latest change staying the max."""
+    runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    check(runner, tmp_path, T, "full")
+    update_customer(tmp_path, 1, "FR", T - timedelta(minutes=3))
+    check(runner, tmp_path, T, "incremental")
+    update_customer(tmp_path, 1, "DE", T - timedelta(minutes=2))
+    check(runner, tmp_path, T + timedelta(minutes=1), "incremental")
+    assert committed(tmp_path, "germans") == {"1", "2"}
+    check(runner, tmp_path, T + timedelta(minutes=1), "skipped")
