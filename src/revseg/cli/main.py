@@ -277,6 +277,38 @@ def run_(ctx: Context, select: tuple[str, ...], poll_interval: float) -> None:
     ctx.out("revseg run: stopped cleanly.", err=True)
 
 
+@main.command()
+@_select_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond loopback, serve.api_token is required.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=None,
+              help="Seconds between checks of continuous segments; ingest wakes them at once "
+                   "[default: 1 on DuckDB, where ingest is the only writer; else 0.1].")
+@project_command
+def serve(ctx: Context, select: tuple[str, ...], host: str, port: int, poll_interval: float | None) -> None:
+    """`run` plus an HTTP API: membership lookups, Segment-compatible ingest, health, metrics."""
+    import signal
+
+    from revseg.serve import ServeOptions, Service
+
+    def event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "report":
+            ctx.out(summary(data["report"]))
+        elif kind == "listening":
+            ctx.out(f"revseg serve: listening on {data['url']} ({len(data['segments'])} segments); "
+                    "Ctrl-C or SIGTERM stops after the batch in flight.", err=True)
+        elif kind == "warning":
+            ctx.out(f"revseg serve: warning: {data['message']}", err=True)
+
+    service = Service(ctx.runner, ServeOptions(host, port, select, poll_interval), on_event=event)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    signal.signal(signal.SIGINT, lambda *_: service.stop())
+    service.run()
+    ctx.out("revseg serve: stopped cleanly.", err=True)
+
+
 def summary(report: Any) -> str:
     lines = [f"run {report.run_id} at {iso(report.as_of)}: {report.status}"]
     for seg in report.segments:

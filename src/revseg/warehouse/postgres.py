@@ -79,6 +79,7 @@ class PostgresWarehouse(Warehouse):
 
     def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         import psycopg
+        import pyarrow as pa
 
         sql = self.render(expression)
         # A server-side cursor needs a transaction, and the connection is in autocommit
