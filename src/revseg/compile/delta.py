@@ -62,12 +62,20 @@ class DeltaSpec:
 
 
 def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table, rejections: exp.Table,
-                triggers: exp.Table, as_of: datetime, exit_traits: exp.Select | None = None) -> exp.Select:
-    """The numbered delta of one sync, ready to be materialized (CREATE TABLE AS)."""
+                triggers: exp.Table, as_of: datetime, exit_traits: exp.Select | None = None,
+                only_ids: exp.Table | None = None) -> exp.Select:
+    """The numbered delta of one sync, ready to be materialized (CREATE TABLE AS).
+
+    ``only_ids`` (a table with an ``id`` column) limits the snapshot side to those ids: an
+    incremental run whose sync held the previous membership exactly diffs only candidates
+    (``stage`` is then their new rows).
+    """
     held = (
         exp.select("id", "hash", "pending", "payload").from_(sync_members)
         .where(exp.EQ(this=exp.column("sync"), expression=_s(spec.sync)))
     )
+    if only_ids is not None:
+        held = held.where(exp.column("id").isin(query=exp.select("id").from_(only_ids.copy())))
     rejected = (
         exp.select("id", "attempts", "hash").from_(rejections)
         .where(exp.EQ(this=exp.column("sync"), expression=_s(spec.sync)))

@@ -24,7 +24,7 @@ from revseg.compile.candidates import (
 )
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import stage_query
-from revseg.compile.membership import ID, membership_query, traits_query
+from revseg.compile.membership import ID, membership_query
 from revseg.spec.project import Project, Segment
 from revseg.state.store import StateStore
 from revseg.state.watermarks import last_run, syncs_settled
@@ -37,6 +37,11 @@ class Evaluation:
     candidates: int | None = None
     reason: str = ""
     fingerprint: str | None = None
+    #: incremental runs: the table of candidate keys (``k``, and ``id`` as text) and the table
+    #: of their new membership; the segment commit and settled syncs' diffs read only these
+    candidates_table: exp.Table | None = None
+    changed_table: exp.Table | None = None
+    previous_as_of: datetime | None = None
 
 
 def definition_hash(project: Project, segment: Segment) -> str:
@@ -57,6 +62,8 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     full = membership_query(project, catalog, segment.name, as_of)
     traits = trait_names(segment, full)
     fingerprint = _fingerprint(project, catalog, store, segment, as_of)  # the next run compares with it
+    if reason is None and not store.has_stage(segment.name):
+        reason = "no stored membership (first run of this revseg version)"
     if reason is not None:
         members = store.stage(segment.name, stage_query(full, traits))
         return Evaluation("full", members, reason=reason, fingerprint=fingerprint)
@@ -69,16 +76,19 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
         waiting = any(s.quiet_hours is not None for s in segment.syncs)  # deferred sends are due later
         if not waiting and not store.wh.fetchall(due.limit(1)) and syncs_settled(store, limits):
             return Evaluation("skipped", -1, 0, fingerprint=fingerprint)
-    candidates = store.t(f"cand__{segment.name}")
-    store.replace_table(candidates, candidates_query(project, catalog, plan, previous.as_of, as_of))
+    # only candidates are evaluated; the stored membership (with traits) is patched for them
+    candidates = store.scratch(f"cand__{segment.name}")
+    keys = exp.union(candidates_query(project, catalog, plan, previous.as_of, as_of),
+                     _deleted(project, catalog, store, segment), distinct=True).subquery("c")
+    store.replace_table(candidates, exp.select(
+        exp.column("k"), exp.alias_(exp.cast(exp.column("k"), exp.DataType.build("TEXT")), "id")).from_(keys))
     count = int(store.scalar(exp.select(exp.Count(this=exp.Star())).from_(candidates.copy())))
-    changed = membership_query(project, catalog, segment.name, as_of, candidates=candidates)
-    both = exp.union(exp.select("*").from_(_unchanged(project, catalog, store, segment, candidates).subquery("u")),
-                     exp.select("*").from_(changed.subquery("c")), distinct=False)
-    staged = stage_query(exp.select("*").from_(both.subquery("b")), traits)
-    members = store.stage(segment.name, staged)
-    store.drop(candidates)
-    return Evaluation("incremental", members, count, fingerprint=fingerprint)
+    changed = store.scratch(f"changed__{segment.name}")
+    store.replace_table(changed, stage_query(
+        membership_query(project, catalog, segment.name, as_of, candidates=candidates), traits))
+    members = store.patch_stage(segment.name, candidates, changed)
+    return Evaluation("incremental", members, count, fingerprint=fingerprint,
+                      candidates_table=candidates, changed_table=changed, previous_as_of=previous.as_of)
 
 
 def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
@@ -92,19 +102,23 @@ def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment:
     return "|".join(str(v) for v in row)
 
 
-def _unchanged(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
-               candidates: exp.Table) -> exp.Select:
-    """Previous members that are not candidates, with their current traits."""
+def _deleted(project: Project, catalog: Catalog, store: StateStore, segment: Segment) -> exp.Select:
+    """Stored members whose entity row is gone: they leave (deletes carry no watermark)."""
     entity = project.models[segment.entity]
     key = catalog.column(entity.name, entity.primary_key or "")
     assert key is not None
-    pk = exp.column(exp.to_identifier(key.name, quoted=True), table="e")
-    previous = exp.select("id").from_(store.t("segment_members")).where(
-        exp.EQ(this=exp.column("segment"), expression=exp.Literal.string(segment.name)))
-    return traits_query(project, catalog, segment.name).where(exp.and_(
-        exp.cast(pk, exp.DataType.build("TEXT")).isin(query=previous),
-        exp.not_(pk.copy().isin(query=exp.select("k").from_(candidates.copy()))),
-    ))
+    try:
+        key_type = exp.DataType.build(key.type_name)
+    except Exception:  # an engine type sqlglot cannot spell: compare as text
+        key_type = exp.DataType.build("TEXT")
+    stored = exp.TryCast(this=exp.column("id"), to=key_type)
+    source = entity.table.copy() if entity.table is not None else exp.Subquery(
+        this=entity.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
+    pk = exp.column(exp.to_identifier(key.name, quoted=True))
+    present = exp.select(exp.cast(pk, key_type) if key_type.is_type("text") else pk).from_(source).where(
+        exp.not_(exp.Is(this=pk.copy(), expression=exp.Null())))
+    return exp.select(exp.alias_(stored.copy(), "k")).from_(store.stage_table(segment.name)).where(
+        exp.not_(stored.isin(query=present)))
 
 
 def _full_reason(project: Project, segment: Segment, previous: object, as_of: datetime,

@@ -18,11 +18,13 @@ import jinja2
 import jinja2.sandbox
 import orjson
 import pyarrow as pa
+from sqlglot import exp
 
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, DeltaSpec, delta_query, stage_query
 from revseg.compile.membership import membership_query, traits_query
 from revseg.destinations.base import Batch, DeliverySettings, Destination, Operation
+from revseg.destinations.http import PossiblyDeliveredError
 from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
@@ -30,6 +32,7 @@ from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
+from revseg.state.watermarks import sync_caught_up
 
 SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -122,13 +125,15 @@ class SyncRun:
             self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
         else:
             self._record_start()
+            only = (result.candidates_table, result.changed_table) \
+                if result.candidates_table is not None and result.changed_table is not None else None
             entered, exited = self.store.commit_segment(segment.name, self.options.as_of,
-                                                        self.project.history_retention)
+                                                        self.project.history_retention, only)
             report = SegmentReport(segment.name, result.mode, result.members, entered, exited)
             self.report.segments.append(report)
             traits = [t.name for t in segment.traits] if segment.where is not None else self.store.stage_traits(segment.name)
             for sync in chosen:
-                self.report.syncs.append(self._sync(segment, sync, traits))
+                self.report.syncs.append(self._sync(segment, sync, traits, only, result.previous_as_of))
         report.seconds = time.monotonic() - started
         if result.mode != "skipped":  # a skip leaves the watermark where it was: nothing moved
             self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
@@ -170,7 +175,11 @@ class SyncRun:
         return out
 
     # -- one sync -------------------------------------------------------------------
-    def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any) -> Any:
+    def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any,
+               only: tuple[exp.Table, exp.Table] | None = None) -> Any:
+        """The sync's diff; with ``only`` (candidates, their new rows), just those ids."""
+        if only is not None:
+            stage = only[1]
         spec = DeltaSpec(
             sync=sync.name, mode=sync.mode, traits=tuple(traits), max_attempts=sync.max_attempts,
             on=sync.on, cooldown=sync.cooldown,
@@ -180,13 +189,19 @@ class SyncRun:
         if sync.mode == "trigger" and sync.on == "exit":
             exit_traits = traits_query(self.project, self.catalog, segment.name)
         return delta_query(spec, stage, self.store.t("sync_members"), self.store.t("rejections"),
-                           self.store.t("triggers"), self.options.as_of, exit_traits)
+                           self.store.t("triggers"), self.options.as_of, exit_traits,
+                           only_ids=only[0] if only is not None else None)
 
-    def _sync(self, segment: Segment, sync: Sync, traits: list[str]) -> SyncReport:
+    def _sync(self, segment: Segment, sync: Sync, traits: list[str],
+              only: tuple[exp.Table, exp.Table] | None = None, previous_as_of: datetime | None = None) -> SyncReport:
         started = time.monotonic()
         report = SyncReport(segment.name, sync.destination, sync.mode)
-        self.store.recover(sync.name, sync.on if sync.mode == "trigger" else None)
-        query = self._delta(segment, sync, traits, self.store.stage_table(segment.name))
+        recovered = self.store.recover(sync.name, sync.on if sync.mode == "trigger" else None)
+        # a sync that holds exactly the previous membership only needs the candidates' diff
+        if only is not None and (recovered or sync.quiet_hours is not None or previous_as_of is None
+                                 or not sync_caught_up(self.store, sync.name, sync.max_attempts, previous_as_of)):
+            only = None
+        query = self._delta(segment, sync, traits, self.store.stage_table(segment.name), only)
         self.store.mark_started(sync.name, self.report.run_id, self.clock())
         counts = self.store.materialize_delta(sync.name, query)
         blocked = self._guardrail(sync, counts.get("remove", 0))
@@ -205,6 +220,9 @@ class SyncRun:
                 self.down[sync.destination] = f"destination '{sync.destination}' was unreachable earlier in this run"
             except DeliveryError as exc:
                 report.error = str(exc)
+        if only is not None and sync.identifiers and sync.mode != "trigger":
+            # the diff saw only candidates: count every member still unsendable
+            report.skipped = self.store.count_unsendable(segment.name, sync.name, sync.identifiers.values())
         report.finish()
         report.seconds = time.monotonic() - started
         self.store.record_sync_run(self.report.run_id, report, self.options.as_of, self.clock())
@@ -292,8 +310,8 @@ class SyncRun:
         rejected = dict(failed)
         try:
             result = destination.send(batch) if operations else None
-        except TransientDeliveryError:
-            raise  # at-most-once for triggers; mirror rows stay pending and are resent next run
+        except (TransientDeliveryError, PossiblyDeliveredError):
+            raise  # may have been delivered: at most once for triggers; mirror rows go pending
         except DeliveryError as exc:
             if trigger_on is None:
                 raise
@@ -363,8 +381,8 @@ class SyncRun:
             if op == "trigger" and template is not None:
                 try:
                     message = template.render(id=record_id, **traits)
-                except jinja2.TemplateError as exc:
-                    failed[record_id] = f"template error: {exc}"
+                except Exception as exc:  # noqa: BLE001 - one record's data must not stop the run
+                    failed[record_id] = f"template error: {type(exc).__name__}: {exc}"
                     continue
             operation: Operation | None = Operation(op, record_id, traits, identifiers, message)  # type: ignore[arg-type]
             if op == "update" and sync.identifiers:

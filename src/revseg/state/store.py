@@ -39,6 +39,14 @@ def _eq(column: str, value: Any) -> exp.EQ:
     return exp.EQ(this=exp.column(column), expression=literal)
 
 
+def _all_empty(traits: Any) -> list[exp.Expr]:
+    return [
+        exp.EQ(this=exp.Coalesce(this=exp.cast(exp.column(exp.to_identifier(t, quoted=True)), exp.DataType.build("TEXT")),
+                                 expressions=[_s("")]), expression=_s(""))
+        for t in traits
+    ]
+
+
 _MEMBER_COLUMNS = ["sync", "id", "hash", "pending", "payload", "updated_at"]
 
 
@@ -133,6 +141,23 @@ class StateStore:
         self.replace_table(target, query)
         return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target)))
 
+    def scratch(self, name: str) -> exp.Table:
+        """A table for this run only (candidates, changes, deltas), in the state schema."""
+        return self.t(name)
+
+    def has_stage(self, segment: str) -> bool:
+        return self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) is not None
+
+    def patch_stage(self, segment: str, candidates: exp.Table, changed: exp.Table) -> int:
+        """Incremental runs: replace the candidates' rows of the stored membership by their
+        new rows. Idempotent, so a run killed half-way is repaired by the next one."""
+        stage = self.stage_table(segment)
+        with self.transaction():
+            self.wh.execute(exp.delete(stage, where=exp.column("id").isin(
+                query=exp.select("id").from_(candidates.copy()))))
+            self.wh.execute(exp.insert(exp.select("*").from_(changed.copy()), stage.copy()))
+        return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(stage)))
+
     def segment_size(self, segment: str) -> int:
         query = exp.select(exp.Count(this=exp.Star())).from_(self.t("segment_members")).where(_eq("segment", segment))
         return int(self.scalar(query))
@@ -142,17 +167,21 @@ class StateStore:
         columns = self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) or []
         return [c.name for c in columns if c.name not in ("id", HASH)]
 
-    def commit_segment(self, segment: str, as_of: datetime, retention: timedelta) -> tuple[int, int]:
+    def commit_segment(self, segment: str, as_of: datetime, retention: timedelta,
+                       only: tuple[exp.Table, exp.Table] | None = None) -> tuple[int, int]:
         """Replace the segment's committed snapshot by the stage; keep entered/exited history.
 
         The two sides are joined once, into a small table of changes; every write then
-        reads only the changes.
+        reads only the changes. ``only`` = (candidates, their new rows): an incremental run
+        compares just those.
         """
-        stage = self.stage_table(segment)
+        stage = only[1] if only else self.stage_table(segment)
         members = self.t("segment_members")
         history = self.t("membership_history")
         changes = self.t(f"changes__{_ident(segment)}")
         snapshot = exp.select("id").from_(members).where(_eq("segment", segment))
+        if only:
+            snapshot = snapshot.where(exp.column("id").isin(query=exp.select("id").from_(only[0].copy())))
         m_id, s_id = exp.column("id", table="m"), exp.column("id", table="s")
         diff = (
             exp.select(
@@ -403,15 +432,22 @@ class StateStore:
 
     def count_unidentified(self, query: exp.Select, traits: Any) -> int:
         """Rows to send that have no usable identifier (they would be skipped)."""
-        empty = [
-            exp.EQ(this=exp.Coalesce(this=exp.cast(exp.column(exp.to_identifier(t, quoted=True)), exp.DataType.build("TEXT")),
-                                     expressions=[_s("")]), expression=_s(""))
-            for t in traits
-        ]
+        empty = _all_empty(traits)
         count = (
             exp.select(exp.Count(this=exp.Star())).from_(query.subquery("d"))
             .where(exp.column("op").isin(_s("add"), _s("update"), _s("trigger")))
             .where(exp.and_(*empty))
+        )
+        return int(self.scalar(count))
+
+    def count_unsendable(self, segment: str, sync: str, traits: Any) -> int:
+        """Members the sync's destination does not hold for want of an identifier (the
+        ``skipped`` of a run whose diff looked only at candidates)."""
+        held = exp.select("id").from_(self.t("sync_members")).where(_eq("sync", sync))
+        count = (
+            exp.select(exp.Count(this=exp.Star())).from_(self.stage_table(segment))
+            .where(exp.and_(*_all_empty(traits)))
+            .where(exp.not_(exp.column("id").isin(query=held)))
         )
         return int(self.scalar(count))
 
@@ -435,9 +471,12 @@ class StateStore:
         }])
 
     def drop_run_tables(self, segment: str, syncs: list[str]) -> None:
+        """Drop this run's scratch tables; the stage (membership with traits) is kept: the
+        next incremental run patches it."""
         for sync in syncs:
             self.drop(self.delta_table(sync))
-        self.drop(self.stage_table(segment))
+        for prefix in ("cand", "changed"):
+            self.drop(self.t(f"{prefix}__{_ident(segment)}"))
 
 
 class _Transaction:

@@ -71,3 +71,19 @@ def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
         exp.and_(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)),
                  exp.EQ(this=exp.column("status"), expression=_s("failed"))))
     return int(store.scalar(failed) or 0) == 0
+
+
+def sync_caught_up(store: StateStore, sync: str, max_attempts: int, segment_as_of: datetime) -> bool:
+    """True when the sync's destination holds exactly the segment as committed at
+    ``segment_as_of``: its last run was at that as_of and succeeded, and it has nothing
+    pending, in flight or to retry. Then an incremental run's diff for it can be limited to
+    the candidates."""
+    if not syncs_settled(store, [(sync, max_attempts)]):
+        return False
+    last = (
+        exp.select("as_of", "status").from_(store.t("sync_runs"))
+        .where(exp.EQ(this=exp.column("sync"), expression=_s(sync)))
+        .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
+    )
+    rows = store.wh.fetchall(last)
+    return bool(rows) and rows[0][0] == segment_as_of and rows[0][1] == "success"
