@@ -77,7 +77,8 @@ def _problem(
     if kind == "extra_forbidden":
         key = str(loc[-1])
         owner = _model_at(model, loc[:-1])
-        allowed = sorted(owner.model_fields) if owner else []
+        # a field spelled differently in YAML (``from`` for ``from_``) is shown by its alias
+        allowed = sorted(f.alias or n for n, f in owner.model_fields.items()) if owner else []
         hint = did_you_mean(key, allowed) or (
             f" (allowed: {', '.join(allowed)})" if allowed else ""
         )

@@ -48,15 +48,61 @@ def load_spec(name: str) -> dict[str, Any]:
     return spec
 
 
-def request_schema(spec: dict[str, Any], path: str, method: str) -> dict[str, Any]:
-    """The JSON body schema of an operation (Swagger 2.0 ``in: body`` or OAS 3 requestBody)."""
+def request_schema(
+    spec: dict[str, Any], path: str, method: str, media_type: str = "application/json"
+) -> dict[str, Any]:
+    """The body schema of an operation (Swagger 2.0 ``in: body`` or OAS 3 requestBody);
+    ``media_type`` picks an OAS 3 body other than JSON (Twilio's form-encoded ones)."""
     operation = spec["paths"][path][method.lower()]
     for parameter in operation.get("parameters", []):
         if parameter.get("in") == "body":
             schema: dict[str, Any] = parameter["schema"]
             return schema
-    body: dict[str, Any] = operation["requestBody"]["content"]["application/json"]["schema"]
+    body: dict[str, Any] = operation["requestBody"]["content"][media_type]["schema"]
     return body
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _typed(text: str, schema: dict[str, Any]) -> Any:
+    """One form value as the schema's scalar type; left a string when it does not convert
+    (so validation reports it as the wrong type)."""
+    kind = schema.get("type")
+    if kind == "integer" and _INTEGER.fullmatch(text):
+        return int(text)
+    if kind == "number" and _NUMBER.fullmatch(text):
+        return float(text)
+    if kind == "boolean" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def form_values(
+    fields: dict[str, list[str]], schema: dict[str, Any], spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A form-encoded body (name -> every value sent) typed by its object schema.
+
+    Form fields are strings on the wire: an ``array`` property collects its repeated keys,
+    a scalar takes the last value, converted to the declared type. Names the schema does
+    not declare are kept as strings.
+
+    >>> schema = {"properties": {"N": {"type": "integer"}, "U": {"type": "array",
+    ...           "items": {"type": "string"}}, "B": {"type": "boolean"}}}
+    >>> form_values({"N": ["7"], "U": ["a", "b"], "B": ["True"], "X": ["x"]}, schema, {})
+    {'N': 7, 'U': ['a', 'b'], 'B': True, 'X': 'x'}
+    """
+    properties: dict[str, Any] = _resolve(schema, spec).get("properties", {})
+    typed: dict[str, Any] = {}
+    for name, values in fields.items():
+        declared = _resolve(properties.get(name, {}), spec)
+        if declared.get("type") == "array":
+            items = _resolve(declared.get("items", {}), spec)
+            typed[name] = [_typed(v, items) for v in values]
+        else:
+            typed[name] = _typed(values[-1], declared)
+    return typed
 
 
 def _resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
