@@ -1,18 +1,18 @@
-"""State operations in the warehouse: migrations, staging, segment snapshots, and the per-batch
-bookkeeping that makes delivery crash-safe (SPEC 4).
+"""State operations in the warehouse: migrations, the stored membership of each segment,
+segment snapshots, and the per-batch bookkeeping that makes delivery crash-safe (SPEC 4).
 
 The delivery protocol of one batch of a sync:
 
-1. ``mark_inflight``: in one transaction, record the batch in ``inflight`` and mark its ids
-   ``pending`` in ``sync_members`` (their state at the destination is now unknown).
-   Trigger sends are applied optimistically here: at most once, never retried after a crash.
+1. ``mark_inflight``: record the batch in ``inflight`` (one insert) before it is sent.
+   Trigger sends are applied to the snapshot here already: at most once, never resent.
 2. send it.
 3. ``acknowledge``: in one transaction, apply the outcome: acknowledged adds/updates become
    held with their hash, acknowledged removes leave; rejections are recorded with their
    reason and attempt count; the inflight rows are deleted.
 
-A crash between 1 and 3 leaves ``pending`` rows: the next diff re-adds them if they are
-still members and removes them if not, so a mirror ends exactly equal to the segment.
+A crash between 1 and 3 leaves ``inflight`` rows; ``recover`` (at the next run of the sync)
+turns their ids ``pending`` in ``sync_members``: the next diff re-adds those still members
+and removes the others, so a mirror ends exactly equal to the segment.
 """
 
 from __future__ import annotations
