@@ -16,6 +16,7 @@ WITH agg3 AS (
         AND f2."event_name" = 'added_to_cart'
         AND f2."ts" > ev1."ts"
         AND f2."ts" <= CAST('2026-11-28 12:00:00' AS TIMESTAMP)
+        AND f2."ts" > CAST('2026-11-21 12:00:00' AS TIMESTAMP)
     )
   GROUP BY
     ev1."customer_id"

@@ -91,6 +91,7 @@ WHERE
           AND f2.`event_name` = 'order_completed'
           AND f2.`ts` > ev1.`ts`
           AND f2.`ts` <= CAST('2026-11-28 12:00:00' AS TIMESTAMP)
+          AND f2.`ts` > CAST('2026-11-27 12:00:00' AS TIMESTAMP)
           AND f2.`ts` <= DATE_ADD(SECOND, 7200, ev1.`ts`)
       )
   )

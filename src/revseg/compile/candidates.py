@@ -204,9 +204,8 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
             recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
             seconds = exp.DateDiff(this=column.copy(), expression=timestamp_literal(_EPOCH), unit=exp.var("SECOND"))
             for value in (exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)):
-                query = exp.select(value).from_(source.copy())
-                if not isinstance(value, exp.Max):
-                    query = query.where(recent.copy())
+                # bounded like the others: an unbounded MAX scans every event on each poll
+                query = exp.select(value).from_(source.copy()).where(recent.copy())
                 selects.append(exp.Coalesce(this=exp.cast(query.subquery(), exp.DataType.build("TEXT")),
                                             expressions=[exp.Literal.string("-")]))
     return exp.select(*selects)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
@@ -227,10 +227,10 @@ class ConditionCompiler:
         where += self._time_filters(model, alias, cond, cond.position)
         where += self.filters(cond.where, model, alias)
         if cond.follow is not None:
-            where.append(self._follow(cond.follow, model, alias))
+            where.append(self._follow(cond.follow, model, alias, cond.within))
         return model, where
 
-    def _follow(self, follow: Follow, first: Model, first_alias: str) -> exp.Expr:
+    def _follow(self, follow: Follow, first: Model, first_alias: str, first_within: timedelta | None) -> exp.Expr:
         model = self.scope.project.models[follow.model]
         alias = self.scope.fresh("f")
         first_key = self._key(first, first_alias, follow.position)
@@ -246,6 +246,9 @@ class ConditionCompiler:
             exp.GT(this=ts, expression=t1),
             exp.LTE(this=ts.copy(), expression=timestamp_literal(self.scope.as_of)),
         ]
+        if first_within is not None:
+            # implied by t2 > t1 > as_of - within, and it lets the engine skip old events
+            where.append(exp.GT(this=ts.copy(), expression=timestamp_literal(self.scope.as_of - first_within)))
         if follow.within is not None:
             seconds = exp.Literal.number(int(follow.within.total_seconds()))
             bound = exp.TimestampAdd(this=t1.copy(), expression=seconds, unit=exp.var("SECOND"))
