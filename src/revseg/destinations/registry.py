@@ -27,6 +27,9 @@ BUILTIN: dict[str, str] = {
     "iterable": "revseg.destinations.iterable:IterableDestination",
     "mailchimp": "revseg.destinations.mailchimp:MailchimpDestination",
     "sendgrid": "revseg.destinations.sendgrid:SendgridDestination",
+    "braze": "revseg.destinations.braze:BrazeDestination",
+    "klaviyo": "revseg.destinations.klaviyo:KlaviyoDestination",
+    "twilio": "revseg.destinations.twilio:TwilioDestination",
 }
 
 _loaded: dict[str, type[Destination]] = {}
