@@ -64,7 +64,9 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     fingerprint = _fingerprint(project, catalog, store, segment, as_of)  # the next run compares with it
     if reason is None and not store.has_stage(segment.name):
         reason = "no stored membership (first run of this revseg version)"
+    version = store.stage_version(segment.name)
     if reason is not None:
+        store.set_stage_version(segment.name, as_of)
         members = store.stage(segment.name, stage_query(full, traits))
         return Evaluation("full", members, reason=reason, fingerprint=fingerprint)
     assert previous is not None
@@ -76,7 +78,10 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
         waiting = any(s.quiet_hours is not None for s in segment.syncs)  # deferred sends are due later
         if not waiting and not store.wh.fetchall(due.limit(1)) and syncs_settled(store, limits):
             return Evaluation("skipped", -1, 0, fingerprint=fingerprint)
-    # only candidates are evaluated; the stored membership (with traits) is patched for them
+    # only candidates are evaluated; the stored membership (with traits) is patched for them.
+    # If a killed run changed it after the previous recorded run, syncs must diff in full.
+    clean = version == previous.as_of
+    store.set_stage_version(segment.name, as_of)
     candidates = store.scratch(f"cand__{segment.name}")
     keys = exp.union(candidates_query(project, catalog, plan, previous.as_of, as_of),
                      _deleted(project, catalog, store, segment), distinct=True).subquery("c")
@@ -88,7 +93,8 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
         membership_query(project, catalog, segment.name, as_of, candidates=candidates), traits))
     members = store.patch_stage(segment.name, candidates, changed)
     return Evaluation("incremental", members, count, fingerprint=fingerprint,
-                      candidates_table=candidates, changed_table=changed, previous_as_of=previous.as_of)
+                      candidates_table=candidates, changed_table=changed,
+                      previous_as_of=previous.as_of if clean else None)
 
 
 def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment,

@@ -105,6 +105,14 @@ def _v4(schema: str) -> list[exp.Expr]:
     return [exp.Alter(this=table(schema, "inflight"), kind="TABLE", actions=[column])]
 
 
+def _v5(schema: str) -> list[exp.Expr]:
+    """stage_versions: the as_of each segment's stored membership was computed at. A run
+    killed after changing it but before recording itself leaves a version no recorded run
+    has; the next run then diffs every sync in full instead of only the candidates."""
+    TABLES["stage_versions"] = [("segment", TEXT), ("as_of", TS)]
+    return [create_table(schema, "stage_versions")]
+
+
 #: numbered migrations; each returns the statements that bring version N-1 to N
-MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3, _v4, _v5]
 LATEST = len(MIGRATIONS)

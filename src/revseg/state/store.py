@@ -148,6 +148,16 @@ class StateStore:
     def has_stage(self, segment: str) -> bool:
         return self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) is not None
 
+    def stage_version(self, segment: str) -> datetime | None:
+        query = exp.select("as_of").from_(self.t("stage_versions")).where(_eq("segment", segment))
+        rows = self.wh.fetchall(query)
+        return rows[0][0] if rows else None
+
+    def set_stage_version(self, segment: str, as_of: datetime) -> None:
+        with self.transaction():
+            self.wh.execute(exp.delete(self.t("stage_versions"), where=_eq("segment", segment)))
+            self.insert_rows("stage_versions", [{"segment": segment, "as_of": as_of}])
+
     def patch_stage(self, segment: str, candidates: exp.Table, changed: exp.Table) -> int:
         """Incremental runs: replace the candidates' rows of the stored membership by their
         new rows. Idempotent, so a run killed half-way is repaired by the next one."""
