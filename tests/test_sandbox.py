@@ -122,6 +122,47 @@ def test_port_in_use_and_conflicting_flags_are_clear_errors(project: Path) -> No
     assert done.returncode == 2 and "one of --detach, --stop and --status" in done.stderr
 
 
+def test_detached_sandbox_serves_every_api_emulator_and_stops_them(project: Path) -> None:
+    from revseg.sandbox.catalog import APIS
+
+    done = sandbox(project, "--detach", "--port", "0")
+    assert done.returncode == 0, done.stderr
+    apis = {str(a["name"]): a for a in info(project)["apis"]}  # type: ignore[attr-defined]
+    assert list(apis) == [api.name for api in APIS]
+    ports = {int(a["port"]) for a in apis.values()}
+    assert len(ports) == len(APIS) and int(str(info(project)["port"])) not in ports
+    status = sandbox(project, "--status")
+    for name, api in apis.items():
+        url = f"http://127.0.0.1:{api['port']}"
+        assert api["options"]["base_url"] == api["url"] and str(api["url"]).startswith(url), name
+        assert httpx.get(f"{url}/_health").json()["ok"] is True, name
+        assert f"{api['type']}: {api['url']}" in status.stdout and json.dumps(api["options"]) in status.stdout
+    assert f"{apis['meta']['url']}" in done.stdout  # the start message lists them too
+    assert sandbox(project, "--stop").returncode == 0
+    for api in apis.values():
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{api['port']}/_health")
+
+
+def test_an_api_port_in_use_is_a_clear_error_naming_the_api(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]  # the meta emulator's port when the webhook is on port - 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port - 1))
+            except OSError:
+                pytest.skip(f"port {port - 1} is taken")
+        for detach in (["--detach"], []):
+            done = sandbox(project, *detach, "--port", str(port - 1))
+            assert done.returncode == 1, done.stdout
+            assert f"cannot listen on 127.0.0.1:{port} for the meta API emulator" in done.stderr
+            assert not (project / ".revseg" / "sandbox.pid").exists()
+        with socket.socket() as webhook_port:  # and the webhook's port was released
+            webhook_port.bind(("127.0.0.1", port - 1))
+
+
 # -- foreground ----------------------------------------------------------------------
 def test_foreground_sandbox_logs_requests_and_stops_on_ctrl_c_or_stop(project: Path) -> None:
     for stop_with in ("SIGINT", "--stop"):

@@ -7,6 +7,7 @@ usage; 3 warehouse unreachable or a query failed.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -329,18 +330,23 @@ def summary(report: Any) -> str:
 
 @main.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8471, show_default=True,
-              help="Port on 127.0.0.1 (0: any free port).")
+              help="The webhook's port on 127.0.0.1; the API emulators take the 9 ports after "
+                   "it (0: every server on any free port).")
 @click.option("--detach", is_flag=True, help="Run in the background (log: .revseg/sandbox.log).")
 @click.option("--stop", "stop_", is_flag=True, help="Stop the sandbox started with --detach.")
-@click.option("--status", "status_", is_flag=True, help="Say whether a sandbox is running.")
+@click.option("--status", "status_", is_flag=True,
+              help="Say whether a sandbox is running, with each API's URL and options.")
 @click.option("--secret", envvar="REVSEG_WEBHOOK_SECRET", default=None, show_envvar=True,
               help="whsec_ secret: verify signatures (default: accept unsigned requests).")
 @click.option("--project-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Directory whose .revseg/ holds the sandbox's pid and log.")
 def sandbox(port: int, detach: bool, stop_: bool, status_: bool, secret: str | None,
             project_dir: str) -> None:
-    """Run a local webhook receiver to sync to: a `webhook` destination with
-    url http://127.0.0.1:PORT/hooks. GET /_audience shows what it holds."""
+    """Run local stand-ins to sync to, in one process: a webhook receiver (a `webhook`
+    destination with url http://127.0.0.1:PORT/hooks; GET /_audience shows what it holds)
+    and emulators of the Meta, LinkedIn, Google Ads, Iterable, Mailchimp, SendGrid, Braze,
+    Klaviyo and Twilio APIs on ports PORT+1 to PORT+9 (8472-8480 by default). --status
+    prints the destination options that reach each one."""
     from revseg.sandbox import server
 
     if sum([detach, stop_, status_]) > 1:
@@ -359,12 +365,14 @@ def sandbox(port: int, detach: bool, stop_: bool, status_: bool, secret: str | N
                 sys.exit(1)
             click.echo(f"sandbox running: {info.url} (pid {info.pid}, "
                        f"{'signed' if info.signed else 'unsigned'} requests)")
+            _echo_sandbox_apis(info.apis)
             return
 
         def ready(info: Any) -> None:
             click.echo(f"webhook sandbox listening on {info.url} "
                        f"({'verifying signatures' if info.signed else 'accepting unsigned requests'})")
             click.echo(f"audience: {info.base_url}/_audience  deliveries: {info.base_url}/_deliveries")
+            _echo_sandbox_apis(info.apis)
             click.echo("Ctrl-C to stop")
 
         info = server.start(port, detach=detach, state_dir=state_dir, secret=secret, on_ready=ready,
@@ -373,9 +381,20 @@ def sandbox(port: int, detach: bool, stop_: bool, status_: bool, secret: str | N
             state = "already running" if info.already_running else "started"
             click.echo(f"webhook sandbox {state}: {info.url} (pid {info.pid}, log {info.log_file or '-'})")
             click.echo(f"audience: {info.base_url}/_audience; stop it with `revseg sandbox --stop`")
+            _echo_sandbox_apis(info.apis)
     except RevsegError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+def _echo_sandbox_apis(apis: Any) -> None:
+    """Each emulated API's URL and the destination options (a YAML flow mapping) that reach it."""
+    if not apis:
+        return
+    click.echo("API emulators (destination type: url, then its options):")
+    for api in apis:
+        click.echo(f"  {api['type']}: {api['url']}")
+        click.echo(f"    options: {json.dumps(api['options'])}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,22 @@
-"""``revseg sandbox``: run the local webhook receiver in the foreground or in the background.
+"""``revseg sandbox``: run the local webhook receiver and the API emulators, in the
+foreground or in the background.
 
 A project can then sync to a ``webhook`` destination whose ``url`` is
 ``http://127.0.0.1:8471/hooks`` (any path is accepted) without an account anywhere, and
-look at what arrived with ``GET /_audience`` and ``GET /_deliveries``.
+look at what arrived with ``GET /_audience`` and ``GET /_deliveries``. The same process
+serves an emulator of every API in :data:`revseg.sandbox.catalog.APIS` (Meta, LinkedIn,
+Google Ads, Iterable, Mailchimp, SendGrid, Braze, Klaviyo, Twilio), each on its own port
+(the webhook's plus 1 to 9: 8472 to 8480 by default; all free ports with ``--port 0``),
+one thread each; the destination ``options`` that reach each one are in ``sandbox.json``
+and printed by ``revseg sandbox --status``.
 
-The server binds 127.0.0.1 only. Its files live in the project's ``.revseg/`` directory:
+The servers bind 127.0.0.1 only. Their files live in the project's ``.revseg/`` directory:
 
 ==============  ==========================================================================
-sandbox.pid     the pid of the running receiver (foreground or detached)
-sandbox.json    pid, port and url, for ``--status`` and ``--stop``
-sandbox.log     the detached receiver's output: one line per request
+sandbox.pid     the pid of the running sandbox (foreground or detached)
+sandbox.json    pid, port and url, and each API's port, url and options, for ``--status``
+                and ``--stop``
+sandbox.log     the detached sandbox's output: one line per webhook request
 ==============  ==========================================================================
 
 A detached receiver runs in its own session (Ctrl-C in the terminal does not reach it) and
@@ -20,6 +27,7 @@ command line names the module), so a stale file never kills an unrelated process
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -35,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from revseg.errors import RevsegError
+from revseg.sandbox.catalog import APIS, Api, Server, describe
 from revseg.sandbox.webhook import SECRET_ENV, SERVICE, Delivery, WebhookReceiver, secret_key
 
 DEFAULT_PORT = 8471
@@ -42,7 +51,7 @@ HOST = "127.0.0.1"
 PID_FILE = "sandbox.pid"
 INFO_FILE = "sandbox.json"
 LOG_FILE = "sandbox.log"
-MODULE = "revseg.sandbox.webhook"
+MODULE = "revseg.sandbox.server"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 
@@ -63,6 +72,8 @@ class SandboxInfo:
     already_running: bool = False
     signed: bool = False
     log_file: Path | None = None
+    #: the emulated APIs: ``{"name", "type", "port", "url", "options"}`` each
+    apis: tuple[dict[str, Any], ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -139,21 +150,43 @@ def _serve(
         receiver = WebhookReceiver(secret, port=port, on_delivery=on_request)
     except OSError as exc:
         raise SandboxError(_bind_problem(port, exc, state_dir)) from None
-    info = SandboxInfo(receiver.port, os.getpid(), True, signed=receiver.signed)
+    emulators: list[tuple[Api, Server]] = []
+    try:
+        for api in APIS:
+            api_port = api.port(port)
+            try:
+                emulators.append((api, api.make(api_port)))
+            except OSError as exc:
+                raise SandboxError(_bind_problem(api_port, exc, state_dir, api.name)) from None
+    except BaseException:
+        receiver.stop()
+        for _, emulator in emulators:
+            emulator.stop()
+        raise
+    apis = tuple(describe(api, emulator) for api, emulator in emulators)
+    info = SandboxInfo(receiver.port, os.getpid(), True, signed=receiver.signed, apis=apis)
     stopping = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    started: list[Server] = []
     try:
         with receiver:
-            _write_info(state_dir, info)
-            if on_ready is not None:
-                on_ready(info)
             try:
-                while not stopping.wait(0.2):
+                for _, emulator in emulators:
+                    emulator.start()
+                    started.append(emulator)
+                _write_info(state_dir, info)
+                if on_ready is not None:
+                    on_ready(info)
+                try:
+                    while not stopping.wait(0.2):
+                        pass
+                except KeyboardInterrupt:
                     pass
-            except KeyboardInterrupt:
-                pass
+            finally:
+                for _, emulator in emulators:
+                    emulator.stop()
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -175,8 +208,8 @@ def _start_detached(port: int, state_dir: Path, secret: str | None) -> SandboxIn
     env.pop(SECRET_ENV, None)
     if secret:
         env[SECRET_ENV] = secret  # through the environment: never visible in `ps`
-    command = [sys.executable, "-m", MODULE, "--port", str(port), "--log"]
-    command += ["--port-file", str(port_file)]
+    command = [sys.executable, "-m", MODULE, "--port", str(port)]
+    command += ["--state-dir", str(state_dir.resolve()), "--port-file", str(port_file)]
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             command,
@@ -188,27 +221,39 @@ def _start_detached(port: int, state_dir: Path, secret: str | None) -> SandboxIn
             close_fds=True,
         )
     try:
-        bound = _wait_until_answering(process, port_file, log_file)
+        bound, apis = _wait_until_answering(process, port_file, log_file)
     finally:
         port_file.unlink(missing_ok=True)
     info = SandboxInfo(
-        bound, process.pid, True, detached=True, signed=bool(secret), log_file=log_file
+        bound,
+        process.pid,
+        True,
+        detached=True,
+        signed=bool(secret),
+        log_file=log_file,
+        apis=apis,
     )
     _write_info(state_dir, info)
     return info
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], port_file: Path, log_file: Path) -> int:
+def _wait_until_answering(
+    process: subprocess.Popen[bytes], port_file: Path, log_file: Path
+) -> tuple[int, tuple[dict[str, Any], ...]]:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            last = _tail(log_file, 1)
+            if last.startswith("error: "):  # the sandbox's own message: a port is taken
+                raise SandboxError(last.removeprefix("error: "))
             tail = _tail(log_file)
             raise SandboxError(f"the sandbox exited at start (code {process.returncode}): {tail}")
         if port_file.exists():
-            port = int(port_file.read_text(encoding="utf-8") or 0)
+            document = json.loads(port_file.read_text(encoding="utf-8"))
+            port = int(document["port"])
             health = _health(port)
             if health is not None and health.get("pid") == process.pid:
-                return port
+                return port, tuple(document["apis"])
         time.sleep(0.05)
     process.kill()
     process.wait()
@@ -281,6 +326,7 @@ def _write_info(state_dir: Path, info: SandboxInfo) -> None:
         "detached": info.detached,
         "signed": info.signed,
         "log_file": str(info.log_file) if info.log_file else None,
+        "apis": list(info.apis),
     }
     _write_atomic(state_dir / INFO_FILE, json.dumps(document, indent=2) + "\n")
     _write_atomic(state_dir / PID_FILE, f"{info.pid}\n")
@@ -301,6 +347,7 @@ def _read_info(state_dir: Path) -> SandboxInfo | None:
         detached=bool(document.get("detached")),
         signed=bool(document.get("signed")),
         log_file=Path(log_file) if log_file else None,
+        apis=tuple(document.get("apis") or ()),
     )
 
 
@@ -328,14 +375,57 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
 
-def _bind_problem(port: int, exc: OSError, state_dir: Path) -> str:
+def _bind_problem(port: int, exc: OSError, state_dir: Path, api: str | None = None) -> str:
     running = status(state_dir)
-    if running is not None and running.running and running.port == port:
+    ports = {running.port, *(a.get("port") for a in running.apis)} if running else set()
+    if running is not None and running.running and port in ports:
         return (
             f"a sandbox is already running on {running.url} (pid {running.pid}); "
             "stop it with `revseg sandbox --stop`"
         )
-    return f"cannot listen on {HOST}:{port}: {exc.strerror or exc}; try another --port"
+    if api is None:
+        return f"cannot listen on {HOST}:{port}: {exc.strerror or exc}; try another --port"
+    return (
+        f"cannot listen on {HOST}:{port} for the {api} API emulator: {exc.strerror or exc} "
+        "(is another sandbox running?); --port P moves the webhook to P and the APIs to "
+        "the 9 ports after it, --port 0 picks free ports"
+    )
+
+
+# -- the sandbox process -----------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """The detached sandbox: ``python -m revseg.sandbox.server --port N --state-dir D``.
+
+    Writes ``{"port", "apis"}`` to ``--port-file`` once every server answers, logs one line
+    per webhook request, and exits on SIGTERM; a port taken is one ``error: ...`` line and
+    exit code 1.
+    """
+    parser = argparse.ArgumentParser(description="Run the revseg sandbox (webhook and APIs).")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the webhook's port")
+    parser.add_argument("--state-dir", required=True, help="the project's .revseg directory")
+    parser.add_argument("--port-file", default=None, help="write the ports here once serving")
+    args = parser.parse_args(argv)
+
+    def ready(info: SandboxInfo) -> None:
+        print(f"sandbox pid {info.pid}: webhook {info.url}", flush=True)
+        for api in info.apis:
+            print(f"  {api['name']}: {api['url']}", flush=True)
+        if args.port_file:
+            document = {"port": info.port, "apis": list(info.apis)}
+            _write_atomic(Path(args.port_file), json.dumps(document))
+
+    def logged(delivery: Delivery) -> None:
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {delivery.summary()}", flush=True)
+
+    try:
+        _serve(args.port, Path(args.state_dir), os.environ.get(SECRET_ENV) or None, ready, logged)
+    except RevsegError as exc:
+        print(f"error: {exc}", flush=True)
+        sys.exit(1)
 
 
 __all__ = ["DEFAULT_PORT", "SandboxError", "SandboxInfo", "start", "status", "stop"]
+
+
+if __name__ == "__main__":
+    main()
