@@ -70,7 +70,7 @@ class StateStore:
         return self.t(f"stage__{_ident(segment)}")
 
     def delta_table(self, sync: str) -> exp.Table:
-        return self.t(f"delta__{_ident(sync)}")
+        return self.scratch(f"delta__{_ident(sync)}")
 
     # -- schema ---------------------------------------------------------------------
     def ensure(self) -> None:
@@ -115,8 +115,11 @@ class StateStore:
         return rows[0][0] if rows else None
 
     def replace_table(self, target: exp.Table, query: exp.Query) -> None:
+        """(Re)create ``target`` from a query; a scratch table (no schema) is TEMPORARY: it
+        lives in this connection only and writes nothing durable."""
         self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
-        self.wh.execute(exp.Create(this=target.copy(), kind="TABLE", expression=query))
+        properties = None if target.db else exp.Properties(expressions=[exp.TemporaryProperty()])
+        self.wh.execute(exp.Create(this=target.copy(), kind="TABLE", expression=query, properties=properties))
 
     def drop(self, target: exp.Table) -> None:
         self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
@@ -142,8 +145,8 @@ class StateStore:
         return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target)))
 
     def scratch(self, name: str) -> exp.Table:
-        """A table for this run only (candidates, changes, deltas), in the state schema."""
-        return self.t(name)
+        """A temporary table for this run only (candidates, changes, deltas)."""
+        return exp.table_(f"revseg_{self.schema}__{name}", quoted=True)
 
     def has_stage(self, segment: str) -> bool:
         return self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) is not None
@@ -188,7 +191,7 @@ class StateStore:
         stage = only[1] if only else self.stage_table(segment)
         members = self.t("segment_members")
         history = self.t("membership_history")
-        changes = self.t(f"changes__{_ident(segment)}")
+        changes = self.scratch(f"changes__{_ident(segment)}")
         snapshot = exp.select("id").from_(members).where(_eq("segment", segment))
         if only:
             snapshot = snapshot.where(exp.column("id").isin(query=exp.select("id").from_(only[0].copy())))
@@ -486,7 +489,7 @@ class StateStore:
         for sync in syncs:
             self.drop(self.delta_table(sync))
         for prefix in ("cand", "changed"):
-            self.drop(self.t(f"{prefix}__{_ident(segment)}"))
+            self.drop(self.scratch(f"{prefix}__{_ident(segment)}"))
 
 
 class _Transaction:
