@@ -130,10 +130,11 @@ def _plural(count: int, word: str) -> str:
 @click.option("--dialect", type=click.Choice(["duckdb", "postgres", "snowflake", "bigquery", "databricks"]),
               default=None, help="SQL dialect (default: the target's).")
 @click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@click.option("--incremental", is_flag=True, help="Print what an incremental run executes: candidates, then their membership.")
 @project_command
-def compile_(ctx: Context, segment: str, dialect: str | None, as_of: str | None) -> None:
+def compile_(ctx: Context, segment: str, dialect: str | None, as_of: str | None, incremental: bool) -> None:
     """Print the SQL that computes SEGMENT's membership."""
-    ctx.out(ctx.runner.compile(segment, dialect=dialect, as_of=parse_as_of(as_of)))
+    ctx.out(ctx.runner.compile(segment, dialect=dialect, as_of=parse_as_of(as_of), incremental=incremental))
 
 
 @main.command()

@@ -177,14 +177,45 @@ class Runner:
             raise UsageError(f"unknown segment '{name}'{did_you_mean(name, known)} (segments: {', '.join(known) or 'none'})")
 
     # -- compile and preview --------------------------------------------------------
-    def compile(self, segment: str, dialect: str | None = None, as_of: datetime | None = None) -> str:
-        """The membership SQL of a segment, in ``dialect`` (default: the target's)."""
+    def compile(self, segment: str, dialect: str | None = None, as_of: datetime | None = None,
+                incremental: bool = False) -> str:
+        """The membership SQL of a segment, in ``dialect`` (default: the target's).
+
+        ``incremental``: the two statements of an incremental run instead: the candidates
+        since the previous run (from state; else as_of itself) and the membership of only
+        those candidates.
+        """
         self._segment(segment)
         moment = normalize_as_of(as_of)
         with self.warehouse() as warehouse:
             catalog = self.checked(warehouse, moment)
-            query = membership_query(self.project, catalog, segment, moment)
-            return query.sql(dialect=dialect or warehouse.dialect, pretty=True)
+            out = dialect or warehouse.dialect
+            if not incremental:
+                return membership_query(self.project, catalog, segment, moment).sql(dialect=out, pretty=True)
+            return self._compile_incremental(warehouse, catalog, segment, moment, out)
+
+    def _compile_incremental(self, warehouse: Warehouse, catalog: Catalog, segment: str, moment: datetime,
+                             dialect: str) -> str:
+        from revseg.compile.candidates import NotIncremental, candidates_query, plan_incremental
+        from revseg.state.store import StateStore
+        from revseg.state.watermarks import last_run
+
+        try:
+            plan = plan_incremental(self.project, self.project.segments[segment])
+        except NotIncremental as exc:
+            raise UsageError(f"segment '{segment}' is always evaluated in full: {exc}") from None
+        store = StateStore(warehouse, self.project.state_schema)
+        previous = last_run(store, segment) if store.exists() else None
+        since = previous.as_of if previous is not None else moment
+        candidates = exp.table_("candidates", quoted=True)
+        keys = candidates_query(self.project, catalog, plan, since, moment)
+        members = membership_query(self.project, catalog, segment, moment, candidates=candidates)
+        create = exp.Create(this=candidates.copy(), kind="TABLE", expression=keys,
+                            properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+        return (f"-- 1. candidates: entities that can have changed since {since.isoformat()}Z\n"
+                f"{create.sql(dialect=dialect, pretty=True)};\n\n"
+                f"-- 2. their membership at {moment.isoformat()}Z\n"
+                f"{members.sql(dialect=dialect, pretty=True)};")
 
     def preview(self, segment: str, as_of: datetime | None = None, limit: int | None = None) -> PreviewResult:
         """Compute membership without writing anything. ``limit=None`` returns every member."""
