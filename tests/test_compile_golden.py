@@ -56,3 +56,14 @@ def test_preview_runs_every_golden_segment(golden_project: Path, project: Callab
         result = revseg("preview", segment, "--all", "--format", "jsonl", "--as-of", AS_OF,
                         "--project-dir", str(golden_project))
         assert result.returncode == 0, (segment, result.stderr)
+
+
+def test_compile_incremental_prints_candidates_then_membership(golden_project: Path) -> None:
+    result = revseg("compile", "cart_abandoners", "--incremental", "--as-of", AS_OF, "--project-dir", str(golden_project))
+    assert result.returncode == 0, result.stderr
+    statements = [s for s in sqlglot.parse(result.stdout, read="duckdb") if s is not None]
+    assert len(statements) == 2
+    assert 'CREATE TEMPORARY TABLE "candidates"' in result.stdout
+    assert '"candidates"' in statements[1].sql(dialect="duckdb")
+    full = revseg("compile", "sql_segment", "--incremental", "--project-dir", str(golden_project))
+    assert full.returncode == 2 and "always evaluated in full" in full.stderr
