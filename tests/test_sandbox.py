@@ -144,16 +144,26 @@ def test_detached_sandbox_serves_every_api_emulator_and_stops_them(project: Path
             httpx.get(f"http://127.0.0.1:{api['port']}/_health")
 
 
-def test_an_api_port_in_use_is_a_clear_error_naming_the_api(project: Path) -> None:
-    with socket.socket() as taken:
+def _port_with_a_free_predecessor() -> tuple[socket.socket, int]:
+    """A listening socket on port P where P - 1 (the webhook's) is free: the meta emulator's
+    port (P) is then the only one taken. Retries ephemeral ports instead of skipping."""
+    for _ in range(50):
+        taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]  # the meta emulator's port when the webhook is on port - 1
+        port = taken.getsockname()[1]
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port - 1))
+                return taken, port
             except OSError:
-                pytest.skip(f"port {port - 1} is taken")
+                taken.close()
+    raise AssertionError("no ephemeral port with a free predecessor in 50 tries")
+
+
+def test_an_api_port_in_use_is_a_clear_error_naming_the_api(project: Path) -> None:
+    taken, port = _port_with_a_free_predecessor()
+    with taken:
         for detach in (["--detach"], []):
             done = sandbox(project, *detach, "--port", str(port - 1))
             assert done.returncode == 1, done.stdout
