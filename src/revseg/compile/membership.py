@@ -58,13 +58,7 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     key = scope.resolve(entity.name, entity.primary_key or "", entity.key_positions.get("primary_key", entity.position))
     if key is None:
         return exp.select("1"), scope.problems
-    selects: list[exp.Expr] = [
-        exp.alias_(exp.cast(col(ENTITY, key.name), exp.DataType.build("TEXT")), ID, quoted=True)
-    ]
-    for trait in segment.traits:
-        tree = compiler.qualify(trait.tree, trait.position)
-        if tree is not None:
-            selects.append(exp.alias_(tree, trait.name, quoted=True))
+    selects = _id_and_traits(compiler, segment, key.name)
     # where is None only for a segment whose condition failed to parse (already reported)
     condition = compiler.compile(segment.where) if segment.where is not None else exp.false()
     query = exp.select(*selects).from_(model_source(entity, ENTITY))
@@ -85,14 +79,20 @@ def traits_query(project: Project, catalog: Catalog, segment_name: str) -> exp.S
     compiler = ConditionCompiler(scope, entity)
     key = catalog.column(entity.name, entity.primary_key or "")
     assert key is not None
+    selects = _id_and_traits(compiler, segment, key.name)
+    return exp.select(*selects).from_(model_source(entity, ENTITY))
+
+
+def _id_and_traits(compiler: ConditionCompiler, segment: Segment, key: str) -> list[exp.Expr]:
+    """The entity key as text (``id``), then each trait expression over the entity row."""
     selects: list[exp.Expr] = [
-        exp.alias_(exp.cast(col(ENTITY, key.name), exp.DataType.build("TEXT")), ID, quoted=True)
+        exp.alias_(exp.cast(col(ENTITY, key), exp.DataType.build("TEXT")), ID, quoted=True)
     ]
     for trait in segment.traits:
         tree = compiler.qualify(trait.tree, trait.position)
         if tree is not None:
             selects.append(exp.alias_(tree, trait.name, quoted=True))
-    return exp.select(*selects).from_(model_source(entity, ENTITY))
+    return selects
 
 
 def _sql_segment(segment: Segment, entity: Model, compiler: ConditionCompiler) -> exp.Select:

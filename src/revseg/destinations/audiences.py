@@ -11,49 +11,22 @@ rejection reason lands in the state tables and in ``--json``, where PII does not
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
-from typing import Annotated
 
-import httpx
-from pydantic import BeforeValidator, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 
-from revseg.destinations.base import DestinationOptions
-from revseg.durations import parse_duration
-
-Timeout = Annotated[timedelta, BeforeValidator(parse_duration)]
+from revseg.destinations.options import HttpOptions, not_blank
 
 
-class AudienceOptions(DestinationOptions):
+class AudienceOptions(HttpOptions):
     """Options every ad-audience destination takes (the subclass adds its ids and defaults)."""
 
     access_token: SecretStr
     base_url: str
-    timeout: Timeout = timedelta(seconds=30)
-
-    @field_validator("base_url")
-    @classmethod
-    def _absolute_http_url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL:
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("base_url must be an absolute http:// or https:// URL")
-        return value.rstrip("/")
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("timeout must be positive")
-        return value
 
     @field_validator("access_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("access_token must not be empty")
-        return value
+        return not_blank(value, "access_token")
 
 
 def unusable_reason(api: str, bad: Iterable[str], wants: str) -> str:

@@ -18,17 +18,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BeforeValidator, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 
-from revseg.destinations.base import Capabilities, DestinationOptions, Operation
-from revseg.durations import parse_duration
+from revseg.destinations.base import Capabilities, Operation
+from revseg.destinations.options import HttpOptions, not_blank
 
 T = TypeVar("T")
-Timeout = Annotated[timedelta, BeforeValidator(parse_duration)]
 MASK = "<email>"
 
 
@@ -44,39 +42,15 @@ def email_capabilities(max_batch_size: int) -> Capabilities:
     )
 
 
-class EmailListOptions(DestinationOptions):
+class EmailListOptions(HttpOptions):
     """Options every email-list destination takes; subclasses add ``list_id`` and defaults."""
 
     api_key: SecretStr
-    base_url: str | None = None
-    timeout: Timeout = timedelta(seconds=30)
-
-    @field_validator("base_url")
-    @classmethod
-    def _absolute_http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL:
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("base_url must be an absolute http:// or https:// URL")
-        return value.rstrip("/")
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("timeout must be positive")
-        return value
 
     @field_validator("api_key")
     @classmethod
     def _key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("api_key must not be empty")
-        return value
+        return not_blank(value, "api_key")
 
 
 @dataclass

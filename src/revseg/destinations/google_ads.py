@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import httpx
-from pydantic import BeforeValidator, SecretStr, field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from revseg.destinations.api import HttpDestination
 from revseg.destinations.base import (
@@ -41,8 +41,8 @@ from revseg.destinations.google_ads_identifiers import (
 )
 from revseg.destinations.google_ads_jobs import OfflineJobs
 from revseg.destinations.http import Verdict
+from revseg.destinations.options import HttpOptions
 from revseg.destinations.redact import redact_text
-from revseg.durations import parse_duration
 
 Api = Literal["data_manager", "offline_user_data_jobs"]
 #: the API roots as Google documents them, version included; endpoint paths are appended.
@@ -62,7 +62,7 @@ def _customer_id(value: str) -> str:
     return digits
 
 
-class GoogleAdsOptions(DestinationOptions):
+class GoogleAdsOptions(HttpOptions):
     """``options:`` of a google_ads destination (SPEC 3)."""
 
     customer_id: str
@@ -72,8 +72,6 @@ class GoogleAdsOptions(DestinationOptions):
     developer_token: SecretStr | None = None
     login_customer_id: str | None = None
     api: Api = "data_manager"
-    base_url: str | None = None
-    timeout: Annotated[timedelta, BeforeValidator(parse_duration)] = timedelta(seconds=30)
 
     @field_validator("customer_id", "login_customer_id")
     @classmethod
@@ -87,26 +85,6 @@ class GoogleAdsOptions(DestinationOptions):
         if not text.isascii() or not text.isdigit():
             raise ValueError("must be the numeric ID of a Customer Match user list")
         return text
-
-    @field_validator("base_url")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL:
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("base_url must be an absolute http:// or https:// URL")
-        return value.rstrip("/")
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("timeout must be at least 1s")
-        return value
 
     @model_validator(mode="after")
     def _developer_token_for_ads_api(self) -> GoogleAdsOptions:

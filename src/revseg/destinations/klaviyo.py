@@ -38,7 +38,6 @@ from revseg.destinations.base import (
 from revseg.destinations.email_lists import (
     EmailListOptions,
     Recipient,
-    Timeout,
     chunks,
     email_capabilities,
     json_body,
@@ -60,6 +59,7 @@ from revseg.destinations.klaviyo_wire import (
     profile_index,
     relationship_document,
 )
+from revseg.destinations.options import Timeout
 from revseg.errors import DeliveryError
 
 log = logging.getLogger("revseg.destinations.klaviyo")

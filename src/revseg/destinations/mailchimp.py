@@ -39,7 +39,6 @@ from revseg.destinations.base import (
 from revseg.destinations.email_lists import (
     EmailListOptions,
     Recipient,
-    Timeout,
     chunks,
     email_capabilities,
     json_body,
@@ -48,6 +47,7 @@ from revseg.destinations.email_lists import (
 )
 from revseg.destinations.encoding import dumps
 from revseg.destinations.http import EXTRA_TRANSPORT, HttpCore, Outcome, Verdict
+from revseg.destinations.options import Timeout
 
 log = logging.getLogger("revseg.destinations.mailchimp")
 

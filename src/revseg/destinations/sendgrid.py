@@ -42,7 +42,6 @@ from revseg.destinations.base import (
 from revseg.destinations.email_lists import (
     EmailListOptions,
     Recipient,
-    Timeout,
     chunks,
     email_capabilities,
     json_body,
@@ -52,6 +51,7 @@ from revseg.destinations.email_lists import (
 )
 from revseg.destinations.encoding import dumps
 from revseg.destinations.http import EXTRA_SLEEP, HttpCore, Outcome, Verdict
+from revseg.destinations.options import Timeout
 from revseg.destinations.sendgrid_jobs import Job, JobWaiter, RateLimits
 from revseg.errors import DeliveryError
 

@@ -44,8 +44,9 @@ from revseg.destinations.base import (
     DestinationOptions,
     Operation,
 )
-from revseg.destinations.email_lists import Timeout, json_body
+from revseg.destinations.email_lists import json_body
 from revseg.destinations.http import Outcome, PossiblyDeliveredError, Verdict
+from revseg.destinations.options import Timeout
 from revseg.errors import DeliveryError
 
 log = logging.getLogger("revseg.destinations.twilio")
