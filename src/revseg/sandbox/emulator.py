@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from revseg.sandbox.localserver import LocalServer
 
 Reply = tuple[int, dict[str, str], bytes]
 
@@ -82,7 +82,7 @@ class Emulator:
         self._faults: deque[Fault] = deque()
         self.lock = threading.RLock()
         self.stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", port), self)
+        self._server = LocalServer(("127.0.0.1", port), self._handle)
         self._thread: threading.Thread | None = None
 
     @property
@@ -131,6 +131,11 @@ class Emulator:
             return [e for e in self.exchanges if method is None or e.request.method == method]
 
     # -- serving ---------------------------------------------------------------------
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        url = urlsplit(path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        return self.dispatch(Request(method, url.path, query, headers, body))
+
     def dispatch(self, request: Request) -> Reply:
         if request.path.startswith("/_"):
             if request.method == "GET" and request.path == "/_health":
@@ -157,81 +162,6 @@ class Emulator:
     def control(self, request: Request) -> Reply:
         """Control endpoints (``/_...``) of the subclass."""
         return reply(404, {"error": f"no control endpoint {request.method} {request.path}"})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs do
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PUT(self) -> None:  # SendGrid's contact upsert
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def _dispatch(self, method: str) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        url = urlsplit(self.path)
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        request = Request(
-            method, url.path, parse_qs(url.query, keep_blank_values=True), headers, body
-        )
-        status, extra, payload = self.server.emulator.dispatch(request)
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests assert on recorded exchanges, not on stderr noise
-
-
-class _Server(ThreadingHTTPServer):
-    """Joins its handler threads on close and can cut keep-alive connections to do so."""
-
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
-        self.emulator = emulator
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        with self._connections_lock:
-            for connection in self._connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out and left, or a connection cut by stop(), is expected.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
 
 
 def serve_main(

@@ -41,15 +41,14 @@ import hmac
 import json
 import os
 import signal
-import socket
-import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+from revseg.sandbox.localserver import LocalServer
 
 TOLERANCE_S = 300  # the Standard Webhooks reference library's timestamp tolerance
 SECRET_ENV = "REVSEG_WEBHOOK_SECRET"
@@ -148,7 +147,7 @@ class WebhookReceiver:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", port), self)
+        self._server = LocalServer(("127.0.0.1", port), self._serve_request)
         self._thread: threading.Thread | None = None
 
     @property
@@ -231,6 +230,9 @@ class WebhookReceiver:
             self._faults.clear()
 
     # -- request handling ------------------------------------------------------------
+    def _serve_request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        return self.handle(method, path.split("?", 1)[0], headers, body)
+
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """Answer one request; ``headers`` have lower-case names."""
         if path.startswith("/_"):
@@ -369,75 +371,6 @@ def _operations(document: Any) -> list[dict[str, Any]]:
 
 def _reply(status: int, document: Any) -> Reply:
     return status, {"content-type": "application/json"}, json.dumps(document).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        path = self.path.split("?", 1)[0]
-        status, extra, payload = self.server.receiver.handle(method, path, headers, body)
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests assert on recorded deliveries, not on stderr noise
-
-
-class _Server(ThreadingHTTPServer):
-    """Joins its handler threads on close and can cut keep-alive connections to do so."""
-
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
-        self.receiver = receiver
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        with self._connections_lock:
-            for connection in self._connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out and left, or a connection cut by stop(), is expected.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
 
 
 def main(argv: list[str] | None = None) -> None:
