@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         args.customers, args.events, args.orders = 50_000, 500_000, 100_000
 
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-incr-"))
+    root = (args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-incr-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     try:
         project, cli_project, warm = root / "project", root / "project_cli", root / "warmup"

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         args.customers, args.events = 50_000, 500_000
 
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-latency-"))
+    root = (args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-latency-"))).resolve()
     project = root / "project"
     if project.exists():
         shutil.rmtree(project)

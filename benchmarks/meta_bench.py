@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.members < 10_000_000:
         parser.error("--members must be between 1 and 9,999,999 (phones are +1415 and 7 digits)")
 
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-meta-bench-"))
+    root = (args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-meta-bench-"))).resolve()
     project = root / "project"
     if project.exists():
         shutil.rmtree(project)

@@ -52,7 +52,10 @@ def ts(moment: datetime) -> str:
     return f"TIMESTAMP '{moment:%Y-%m-%d %H:%M:%S}'"
 
 
-def generate(db: Path, customers: int, events: int, orders: int) -> None:
+def generate(db: Path, customers: int, events: int, orders: int, shuffled: bool = False) -> None:
+    """Events and orders are stored in time order, as tables appended to as things happen are
+    (DuckDB's min/max per row group then skips old rows, for revseg and the baseline alike);
+    ``shuffled`` stores them in random order instead, the worst case for time-window scans."""
     import duckdb
 
     at = ts(AS_OF)
@@ -72,7 +75,8 @@ def generate(db: Path, customers: int, events: int, orders: int) -> None:
             SELECT (1 + hash(j, 'oc') % {customers})::BIGINT AS customer_id,
                    {at} - to_seconds((hash(j, 'ots') % (180 * 86400))::BIGINT) AS ordered_at,
                    round((hash(j, 'amt') % 50000) / 100.0, 2)::DOUBLE AS amount
-            FROM range({orders}) t(j)""")
+            FROM range({orders}) t(j)
+            ORDER BY {"hash(j, 'shuffle')" if shuffled else "ordered_at"}""")
         # half of the events are product_viewed, spread over the 30 days before AS_OF
         con.execute(f"""
             CREATE OR REPLACE TABLE events AS
@@ -82,7 +86,8 @@ def generate(db: Path, customers: int, events: int, orders: int) -> None:
                      [1 + (hash(k, 'en') % 10)::INT] AS event_name,
                    {at} - to_seconds((hash(k, 'ets') % (30 * 86400))::BIGINT) AS ts,
                    (['shoes','shirts','bags','hats','toys'])[1 + (hash(k, 'cat') % 5)::INT] AS category
-            FROM range({events}) t(k)""")
+            FROM range({events}) t(k)
+            ORDER BY {"hash(k, 'shuffle')" if shuffled else "ts"}""")
         con.execute("CHECKPOINT")
     finally:
         con.close()
@@ -365,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-spend", type=float, default=50.0)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where to put the project and its DuckDB file (default: a temp dir, removed after)")
+    parser.add_argument("--shuffled", action="store_true",
+                        help="store events and orders in random order, not time order (worst case)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir afterwards")
     parser.add_argument("--profile", action="store_true",
                         help="after the timed rounds, one more round of each mode with revseg under "
@@ -376,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(m not in ("default", "full-refresh") for m in modes):
         parser.error("--modes takes default and/or full-refresh")
 
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-bench-"))
+    root = (args.data_dir or Path(tempfile.mkdtemp(prefix="revseg-bench-"))).resolve()
     project = root / "project"
     if project.exists():
         shutil.rmtree(project)
@@ -387,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {project}  ({args.customers:,} customers, {args.events:,} events, {args.orders:,} orders)")
     try:
         started = time.perf_counter()
-        generate(db, args.customers, args.events, args.orders)
+        generate(db, args.customers, args.events, args.orders, args.shuffled)
         print(f"generated in {time.perf_counter() - started:.1f}s ({db.stat().st_size / 2**20:.0f} MiB)")
         write_project(project, args.min_ltv, args.min_spend)
         bounds = (args.min_ltv, args.min_spend)

@@ -25,7 +25,8 @@ window edges of the as_of values still to come. Then, step by step:
 Within SPEC 4's limits: rows arrive within ``lookback`` of the previous as_of, related rows
 are only appended (deletes are the periodic full run's job), customers are only inserted or
 updated with a fresh ``updated_at``. ``full_refresh_every`` is 52w, so no run after the first
-may be ``full``; at least two thirds of the segment runs must be ``incremental`` (the others
+may be ``full`` but those asked for with ``full_refresh`` (every fifth step from the third: a
+full run patches the stored membership that the incremental runs after it start from); at least two thirds of the segment runs must be ``incremental`` (the others
 skip: nothing new in the models they read, no boundary crossed); at one idle step per chain
 (no data change, as_of unchanged) every segment must be ``skipped``.
 """
@@ -674,8 +675,11 @@ def run_chain(engine: Engine, seed: int, directory: Path) -> ChainResult:
         if step:
             engine.apply(changes)
             apply_to_reference(data, changes)
+        # some steps run --full-refresh: it patches the stored membership the incremental
+        # runs after it start from, so a wrong patch shows up at the next steps
+        forced = step in full_refresh_steps(plan)
         try:
-            report = runner.sync(as_of=as_of)
+            report = runner.sync(as_of=as_of, full_refresh=forced)
         except Exception as error:  # noqa: BLE001 (show where the chain was)
             pytest.fail(
                 f"{engine.name} chain {seed}, step {step}: sync raised {error!r}", pytrace=False
@@ -710,6 +714,9 @@ def run_chain(engine: Engine, seed: int, directory: Path) -> ChainResult:
         if step == 0:
             assert set(modes.values()) == {"full"}, where
             continue
+        if forced:
+            assert set(modes.values()) == {"full"}, where
+            continue
         assert "full" not in modes.values(), (
             f"{where}: full_refresh_every is 52w, the definitions did not change"
         )
@@ -730,6 +737,11 @@ def run_chain(engine: Engine, seed: int, directory: Path) -> ChainResult:
         f"{result.seconds:.1f}s"
     )
     return result
+
+
+def full_refresh_steps(plan: Any) -> set[int]:
+    """Steps run with ``full_refresh``: every fifth from the third on, never the idle one."""
+    return {step for step in range(3, STEPS + 1, 5) if step != plan.idle}
 
 
 def full_memberships(runner: Any, names: list[str], as_of: datetime) -> dict[str, set[str]]:

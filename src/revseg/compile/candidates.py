@@ -148,10 +148,23 @@ def _collect(project: Project, condition: Condition, plan: IncrementalPlan, enti
 
 
 def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
-                     previous: datetime, as_of: datetime, *, boundaries_only: bool = False) -> exp.Query:
-    """``SELECT k``: keys of every entity whose membership may differ from ``previous``.
+                     previous: datetime, as_of: datetime) -> exp.Query:
+    """``SELECT k``: keys of every entity whose membership may differ from ``previous``."""
+    parts = candidate_parts(project, catalog, plan, previous, as_of)
+    if not parts:  # nothing moves with time: an empty set of the right shape
+        parts.append(exp.select(exp.alias_(exp.Null(), "k")).where(exp.false()))
+    query: exp.Query = parts[0]
+    for part in parts[1:]:
+        query = exp.union(query, part, distinct=True)
+    return exp.select("k").from_(query.subquery("c")).where(exp.not_(exp.Is(this=exp.column("k"), expression=exp.Null()))).distinct()
 
-    ``boundaries_only`` leaves out new rows: the entities due to change with time alone.
+
+def candidate_parts(project: Project, catalog: Catalog, plan: IncrementalPlan, previous: datetime,
+                    as_of: datetime, *, boundaries_only: bool = False) -> list[exp.Select]:
+    """One ``SELECT k`` per model read: its rows that are new or cross a boundary.
+
+    ``boundaries_only`` leaves out new rows: the entities due to change with time alone (a
+    run that found no new data asks each part for one row, and stops at the first).
     """
     parts: list[exp.Select] = []
     for name in sorted(plan.boundaries):
@@ -175,12 +188,7 @@ def candidates_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
             continue
         source = model.table.copy() if model.table is not None else exp.Subquery(this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
         parts.append(exp.select(exp.alias_(key, "k")).from_(source).where(exp.or_(*conditions)))
-    if not parts:  # nothing moves with time: an empty set of the right shape
-        parts.append(exp.select(exp.alias_(exp.Null(), "k")).where(exp.false()))
-    query: exp.Query = parts[0]
-    for part in parts[1:]:
-        query = exp.union(query, part, distinct=True)
-    return exp.select("k").from_(query.subquery("c")).where(exp.not_(exp.Is(this=exp.column("k"), expression=exp.Null()))).distinct()
+    return parts
 
 
 def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, since: datetime) -> exp.Select:

@@ -18,12 +18,13 @@ from sqlglot import exp
 
 from revseg.compile.candidates import (
     NotIncremental,
+    candidate_parts,
     candidates_query,
     fingerprint_query,
     plan_incremental,
 )
 from revseg.compile.catalog import Catalog
-from revseg.compile.delta import stage_query
+from revseg.compile.delta import HASH, stage_query
 from revseg.compile.membership import ID, membership_query
 from revseg.spec.project import Project, Segment
 from revseg.state.store import StateStore
@@ -62,25 +63,28 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     full = membership_query(project, catalog, segment.name, as_of)
     traits = trait_names(segment, full)
     fingerprint = _fingerprint(project, catalog, store, segment, as_of)  # the next run compares with it
-    if reason is None and not store.has_stage(segment.name):
+    stored = store.stage_columns(segment.name)
+    if reason is None and stored is None:
         reason = "no stored membership (first run of this revseg version)"
     version = store.stage_version(segment.name)
+    # the stored membership is exactly the previous run's, unless a killed run patched it since
+    clean = previous is not None and version == previous.as_of
+    if reason is None and not clean and version is not None and version > as_of:
+        reason = "a killed run left the stored membership at a later as_of"
     if reason is not None:
-        store.set_stage_version(segment.name, as_of)
-        members = store.stage(segment.name, stage_query(full, traits))
-        return Evaluation("full", members, reason=reason, fingerprint=fingerprint)
+        return _full(store, segment, stage_query(full, traits), stored == [ID, *traits, HASH], as_of, reason,
+                     fingerprint, clean)
     assert previous is not None
     plan = plan_incremental(project, segment)
     current = fingerprint if as_of == previous.as_of else _fingerprint(project, catalog, store, segment, previous.as_of)
     if current == previous.fingerprint:  # no row arrived or changed since the previous run
-        due = candidates_query(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
+        due = candidate_parts(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
         limits = [(s.name, s.max_attempts) for s in segment.syncs]
         waiting = any(s.quiet_hours is not None for s in segment.syncs)  # deferred sends are due later
-        if not waiting and not store.wh.fetchall(due.limit(1)) and syncs_settled(store, limits):
+        if not waiting and not any(store.wh.fetchall(part.limit(1)) for part in due) and syncs_settled(store, limits):
             return Evaluation("skipped", -1, 0, fingerprint=fingerprint)
     # only candidates are evaluated; the stored membership (with traits) is patched for them.
     # If a killed run changed it after the previous recorded run, syncs must diff in full.
-    clean = version == previous.as_of
     store.set_stage_version(segment.name, as_of)
     candidates = store.scratch(f"cand__{segment.name}")
     keys = exp.union(candidates_query(project, catalog, plan, previous.as_of, as_of),
@@ -95,6 +99,23 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     return Evaluation("incremental", members, count, fingerprint=fingerprint,
                       candidates_table=candidates, changed_table=changed,
                       previous_as_of=previous.as_of if clean else None)
+
+
+def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns: bool, as_of: datetime,
+          reason: str, fingerprint: str | None, clean: bool) -> Evaluation:
+    """Evaluate every entity into a scratch table, then patch the stored membership with the
+    rows that differ (a rewrite of every member costs more than the evaluation itself).
+    When the stored membership was the previous run's, those rows are also all the segment
+    commit has to compare; syncs still diff in full (SPEC 4: ``--full-refresh``)."""
+    store.set_stage_version(segment.name, as_of)
+    if not same_columns:  # first run, or other traits: rebuild it
+        return Evaluation("full", store.stage(segment.name, staged), reason=reason, fingerprint=fingerprint)
+    fresh = store.scratch(f"fresh__{segment.name}")
+    store.replace_table(fresh, staged)
+    candidates, changed = store.restage(segment.name, fresh)
+    members = store.patch_stage(segment.name, candidates, changed)
+    return Evaluation("full", members, reason=reason, fingerprint=fingerprint,
+                      candidates_table=candidates if clean else None, changed_table=changed if clean else None)
 
 
 def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
@@ -117,14 +138,16 @@ def _deleted(project: Project, catalog: Catalog, store: StateStore, segment: Seg
         key_type = exp.DataType.build(key.type_name)
     except Exception:  # an engine type sqlglot cannot spell: compare as text
         key_type = exp.DataType.build("TEXT")
-    stored = exp.TryCast(this=exp.column("id"), to=key_type)
+    stored = exp.TryCast(this=exp.column("id", table="s"), to=key_type)
     source = entity.table.copy() if entity.table is not None else exp.Subquery(
         this=entity.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
-    pk = exp.column(exp.to_identifier(key.name, quoted=True))
-    present = exp.select(exp.cast(pk, key_type) if key_type.is_type("text") else pk).from_(source).where(
-        exp.not_(exp.Is(this=pk.copy(), expression=exp.Null())))
-    return exp.select(exp.alias_(stored.copy(), "k")).from_(store.stage_table(segment.name)).where(
-        exp.not_(stored.isin(query=present)))
+    pk = exp.column(exp.to_identifier(key.name, quoted=True), table="e")
+    present = exp.select(exp.Literal.number(1)).from_(exp.alias_(source, "e", table=True)).where(
+        exp.EQ(this=exp.cast(pk, key_type) if key_type.is_type("text") else pk, expression=stored.copy()))
+    # NOT EXISTS, not NOT IN: engines run it as an anti join (NOT IN must mind NULLs)
+    return exp.select(exp.alias_(stored.copy(), "k")).from_(
+        exp.alias_(store.stage_table(segment.name), "s", table=True)).where(
+        exp.and_(exp.not_(exp.Is(this=stored.copy(), expression=exp.Null())), exp.not_(exp.Exists(this=present))))
 
 
 def _full_reason(project: Project, segment: Segment, previous: object, as_of: datetime,

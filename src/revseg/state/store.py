@@ -149,7 +149,31 @@ class StateStore:
         return exp.table_(f"revseg_{self.schema}__{name}", quoted=True)
 
     def has_stage(self, segment: str) -> bool:
-        return self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) is not None
+        return self.stage_columns(segment) is not None
+
+    def stage_columns(self, segment: str) -> list[str] | None:
+        """The stored membership's column names, or None when there is none yet."""
+        columns = self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}"))
+        return None if columns is None else [c.name for c in columns]
+
+    def restage(self, segment: str, fresh: exp.Table) -> tuple[exp.Table, exp.Table]:
+        """A full run: patch the stored membership to equal ``fresh`` (the whole new
+        membership, a scratch table of the stage's columns) by rewriting only the rows that
+        differ, not every member. Returns (ids that changed, their new rows) like an
+        incremental run's candidates: rows are equal when their id and trait hash are."""
+        stage = self.stage_table(segment)
+        changed = self.scratch(f"changed__{_ident(segment)}")
+        candidates = self.scratch(f"cand__{_ident(segment)}")
+        f_id, s_id = exp.column("id", table="f"), exp.column("id", table="s")
+        same = exp.and_(exp.EQ(this=f_id.copy(), expression=s_id.copy()),
+                        exp.EQ(this=exp.column(HASH, table="f"), expression=exp.column(HASH, table="s")))
+        self.replace_table(changed, exp.select("f.*").from_(exp.alias_(fresh.copy(), "f", table=True))
+                           .join(exp.alias_(stage.copy(), "s", table=True), on=same, join_type="anti"))
+        gone = exp.select(s_id.copy()).from_(exp.alias_(stage.copy(), "s", table=True)).join(
+            exp.alias_(fresh.copy(), "f", table=True), on=exp.EQ(this=s_id.copy(), expression=f_id.copy()),
+            join_type="anti")
+        self.replace_table(candidates, exp.union(exp.select("id").from_(changed.copy()), gone, distinct=False))
+        return candidates, changed
 
     def stage_version(self, segment: str) -> datetime | None:
         query = exp.select("as_of").from_(self.t("stage_versions")).where(_eq("segment", segment))
@@ -488,7 +512,7 @@ class StateStore:
         next incremental run patches it."""
         for sync in syncs:
             self.drop(self.delta_table(sync))
-        for prefix in ("cand", "changed"):
+        for prefix in ("fresh", "cand", "changed"):
             self.drop(self.scratch(f"{prefix}__{_ident(segment)}"))
 
 
