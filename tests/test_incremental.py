@@ -158,3 +158,18 @@ def test_updates_within_lookback_keep_being_seen(tmp_path: Path) -> None:
     check(runner, tmp_path, T + timedelta(minutes=1), "incremental")
     assert committed(tmp_path, "germans") == {"1", "2"}
     check(runner, tmp_path, T + timedelta(minutes=1), "skipped")
+
+
+@pytest.mark.parametrize(
+    "advance", [timedelta(0), timedelta(minutes=5)], ids=["same_as_of", "later_as_of"]
+)
+def test_deleted_entity_row_leaves(tmp_path: Path, advance: timedelta) -> None:
+    """A deleted customer carries no watermark: the incremental run must still drop it."""
+    runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    check(runner, tmp_path, T, "full")
+    assert committed(tmp_path, "germans") == {"1", "2"}
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("DELETE FROM customers WHERE customer_id = 2")
+    check(runner, tmp_path, T + advance, "incremental")
+    assert committed(tmp_path, "germans") == {"1"}
+    check(runner, tmp_path, T + advance, "skipped")
