@@ -211,12 +211,23 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
             column = _column(catalog, name, change)
             recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
             seconds = exp.DateDiff(this=column.copy(), expression=timestamp_literal(_EPOCH), unit=exp.var("SECOND"))
-            for value in (exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)):
-                # bounded like the others: an unbounded MAX scans every event on each poll
-                query = exp.select(value).from_(source.copy()).where(recent.copy())
-                selects.append(exp.Coalesce(this=exp.cast(query.subquery(), exp.DataType.build("TEXT")),
-                                            expressions=[exp.Literal.string("-")]))
+            # one bounded scan for the three (an unbounded MAX would scan every event on each poll)
+            values = [exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)]
+            text = [exp.Coalesce(this=exp.cast(value, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("-")])
+                    for value in values]
+            recent_rows = exp.select(exp.Concat(expressions=_joined(text), safe=True, coalesce=False)).from_(
+                source.copy()).where(recent)
+            selects.append(recent_rows.subquery())
     return exp.select(*selects)
+
+
+def _joined(parts: list[exp.Expr]) -> list[exp.Expr]:
+    out: list[exp.Expr] = []
+    for part in parts:
+        if out:
+            out.append(exp.Literal.string("|"))
+        out.append(part)
+    return out
 
 
 _EPOCH = datetime(1970, 1, 1)

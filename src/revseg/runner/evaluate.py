@@ -28,7 +28,7 @@ from revseg.compile.delta import HASH, stage_query
 from revseg.compile.membership import ID, membership_query
 from revseg.spec.project import Project, Segment
 from revseg.state.store import StateStore
-from revseg.state.watermarks import last_run, syncs_settled
+from revseg.state.watermarks import LastRun, last_run, syncs_settled
 
 
 @dataclass(frozen=True)
@@ -60,29 +60,26 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
              *, full_refresh: bool) -> Evaluation:
     previous = last_run(store, segment.name)
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
-    full = membership_query(project, catalog, segment.name, as_of)
-    traits = trait_names(segment, full)
     fingerprint = _fingerprint(project, catalog, store, segment, as_of)  # the next run compares with it
-    stored = store.stage_columns(segment.name)
-    if reason is None and stored is None:
-        reason = "no stored membership (first run of this revseg version)"
     version = store.stage_version(segment.name)
     # the stored membership is exactly the previous run's, unless a killed run patched it since
     clean = previous is not None and version == previous.as_of
+    if reason is None and clean and _nothing_to_do(project, catalog, store, segment, previous, as_of, fingerprint):
+        assert previous is not None
+        return Evaluation("skipped", previous.members, 0, fingerprint=fingerprint)
+    stored = store.stage_columns(segment.name)
+    if reason is None and stored is None:
+        reason = "no stored membership (first run of this revseg version)"
     if reason is None and not clean and version is not None and version > as_of:
         reason = "a killed run left the stored membership at a later as_of"
     if reason is not None:
+        full = membership_query(project, catalog, segment.name, as_of)
+        traits = trait_names(segment, full)
         return _full(store, segment, stage_query(full, traits), stored == [ID, *traits, HASH], as_of, reason,
                      fingerprint, clean)
-    assert previous is not None
+    assert previous is not None and segment.where is not None  # sql: segments always run in full
+    traits = [t.name for t in segment.traits]
     plan = plan_incremental(project, segment)
-    current = fingerprint if as_of == previous.as_of else _fingerprint(project, catalog, store, segment, previous.as_of)
-    if current == previous.fingerprint:  # no row arrived or changed since the previous run
-        due = candidate_parts(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
-        limits = [(s.name, s.max_attempts) for s in segment.syncs]
-        waiting = any(s.quiet_hours is not None for s in segment.syncs)  # deferred sends are due later
-        if not waiting and not any(store.wh.fetchall(part.limit(1)) for part in due) and syncs_settled(store, limits):
-            return Evaluation("skipped", -1, 0, fingerprint=fingerprint)
     # only candidates are evaluated; the stored membership (with traits) is patched for them.
     # If a killed run changed it after the previous recorded run, syncs must diff in full.
     store.set_stage_version(segment.name, as_of)
@@ -99,6 +96,22 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     return Evaluation("incremental", members, count, fingerprint=fingerprint,
                       candidates_table=candidates, changed_table=changed,
                       previous_as_of=previous.as_of if clean else None)
+
+
+def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segment: Segment, previous: LastRun,
+                   as_of: datetime, fingerprint: str | None) -> bool:
+    """No row arrived or changed since the previous run, no entity crossed a boundary since
+    its as_of, and every sync of the segment is settled: the run can skip the segment."""
+    plan = plan_incremental(project, segment)
+    current = fingerprint if as_of == previous.as_of else _fingerprint(project, catalog, store, segment, previous.as_of)
+    if current != previous.fingerprint:
+        return False
+    if any(s.quiet_hours is not None for s in segment.syncs):  # deferred sends are due later
+        return False
+    due = candidate_parts(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
+    if any(store.wh.fetchall(part.limit(1)) for part in due):
+        return False
+    return syncs_settled(store, [(s.name, s.max_attempts) for s in segment.syncs])
 
 
 def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns: bool, as_of: datetime,
@@ -152,8 +165,6 @@ def _deleted(project: Project, catalog: Catalog, store: StateStore, segment: Seg
 
 def _full_reason(project: Project, segment: Segment, previous: object, as_of: datetime,
                  full_refresh: bool) -> str | None:
-    from revseg.state.watermarks import LastRun
-
     if full_refresh:
         return "--full-refresh"
     if not isinstance(previous, LastRun):

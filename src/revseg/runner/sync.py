@@ -119,8 +119,7 @@ class SyncRun:
                           full_refresh=self.options.full_refresh)
         chosen = self._selected(segment, syncs)
         if result.mode == "skipped":  # nothing new, nothing due, nothing left to deliver
-            members = self.store.segment_size(segment.name)
-            report = SegmentReport(segment.name, "skipped", members)
+            report = SegmentReport(segment.name, "skipped", result.members)  # as the previous run left it
             self.report.segments.append(report)
             self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
         else:

@@ -18,6 +18,7 @@ class LastRun:
     definition_hash: str
     last_full_as_of: datetime | None
     fingerprint: str | None
+    members: int  # committed by that run
 
 
 def _s(value: str) -> exp.Literal:
@@ -27,16 +28,18 @@ def _s(value: str) -> exp.Literal:
 def last_run(store: StateStore, segment: str) -> LastRun | None:
     runs = store.t("segment_runs")
     mine = exp.EQ(this=exp.column("segment"), expression=_s(segment))
+    full = exp.select(exp.Max(this=exp.column("as_of"))).from_(runs.copy()).where(
+        exp.and_(mine.copy(), exp.EQ(this=exp.column("mode"), expression=_s("full"))))
     latest = (
-        exp.select("as_of", "definition_hash", "fingerprint").from_(runs).where(mine)
+        exp.select("as_of", "definition_hash", "fingerprint", exp.alias_(full.subquery(), "last_full"), "members")
+        .from_(runs).where(mine)
         .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
     )
     rows = store.wh.fetchall(latest)
     if not rows:
         return None
-    full = exp.select(exp.Max(this=exp.column("as_of"))).from_(runs).where(
-        exp.and_(mine.copy(), exp.EQ(this=exp.column("mode"), expression=_s("full"))))
-    return LastRun(rows[0][0], str(rows[0][1]), store.scalar(full), rows[0][2])
+    as_of, definition, fingerprint, last_full, members = rows[0]
+    return LastRun(as_of, str(definition), last_full, fingerprint, int(members or 0))
 
 
 def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
@@ -55,12 +58,8 @@ def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
         for name, limit in syncs
     ])
     rejected = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(retry)
-    for query in (pending, inflight, rejected):
-        if int(store.scalar(query) or 0):
-            return False
+    # a sync that never ran must run
     seen = exp.select(exp.Count(this=exp.Distinct(expressions=[exp.column("sync")]))).from_(store.t("syncs")).where(in_syncs.copy())
-    if int(store.scalar(seen) or 0) < len(syncs):
-        return False  # a sync that never ran must run
     runs = store.t("sync_runs")
     ranked = exp.select(
         "sync", "status",
@@ -70,7 +69,10 @@ def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
     failed = exp.select(exp.Count(this=exp.Star())).from_(ranked.subquery("x")).where(
         exp.and_(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)),
                  exp.EQ(this=exp.column("status"), expression=_s("failed"))))
-    return int(store.scalar(failed) or 0) == 0
+    # one round trip: this runs on every poll of `revseg run`
+    counts = store.wh.fetchall(exp.select(*(q.subquery() for q in (pending, inflight, rejected, seen, failed))))[0]
+    waiting, in_flight, retrying, ran, last_failed = (int(v or 0) for v in counts)
+    return not (waiting or in_flight or retrying or last_failed) and ran >= len(syncs)
 
 
 def sync_caught_up(store: StateStore, sync: str, max_attempts: int, segment_as_of: datetime) -> bool:
