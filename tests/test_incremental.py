@@ -163,13 +163,17 @@ def test_updates_within_lookback_keep_being_seen(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "advance", [timedelta(0), timedelta(minutes=5)], ids=["same_as_of", "later_as_of"]
 )
-def test_deleted_entity_row_leaves(tmp_path: Path, advance: timedelta) -> None:
-    """A deleted customer carries no watermark: the incremental run must still drop it."""
+@pytest.mark.parametrize("replaced", [False, True], ids=["deleted", "deleted_and_one_inserted"])
+def test_deleted_entity_row_leaves(tmp_path: Path, advance: timedelta, replaced: bool) -> None:
+    """A deleted customer carries no watermark: the incremental run must still drop it, also
+    when a new customer keeps the row count where it was."""
     runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
     check(runner, tmp_path, T, "full")
     assert committed(tmp_path, "germans") == {"1", "2"}
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
         connection.execute("DELETE FROM customers WHERE customer_id = 2")
+        if replaced:
+            connection.execute("INSERT INTO customers VALUES (3, 'FR', ?, ?)", [T, T - timedelta(minutes=1)])
     check(runner, tmp_path, T + advance, "incremental")
     assert committed(tmp_path, "germans") == {"1"}
     check(runner, tmp_path, T + advance, "skipped")

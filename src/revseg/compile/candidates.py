@@ -196,7 +196,8 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
     after ``since - lookback``, the rows a run that follows a run at ``since`` takes as new.
 
     Two fingerprints taken with the same ``since`` are equal only if no row arrived or changed
-    there. The count and latest change alone miss a row that arrives out of order within
+    there. The entity's row count carries a checksum of its keys (where the engine has a cheap
+    hash): while it stays put, no entity row was deleted. The count and latest change alone miss a row that arrives out of order within
     ``lookback``, e.g. an entity updated in place with an ``updated_at`` below the latest one.
     """
     selects: list[exp.Expr] = []
@@ -205,8 +206,13 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
         source = model.table.copy() if model.table is not None else exp.Subquery(
             this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
-        count = exp.select(exp.Count(this=exp.Star())).from_(source.copy())
-        selects.append(exp.cast(count.subquery(), exp.DataType.build("TEXT")))
+        count: exp.Expr = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
+        if name == plan.entity and catalog.key_hash is not None and model.primary_key:
+            checksum = exp.Sum(this=catalog.key_hash(_column(catalog, name, model.primary_key)))
+            count = exp.Concat(expressions=[count, exp.Literal.string(":"), exp.Coalesce(
+                this=exp.cast(checksum, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("0")])],
+                safe=True, coalesce=False)
+        selects.append(exp.alias_(exp.select(count).from_(source.copy()).subquery(), rows_key(name), quoted=True))
         if change:
             column = _column(catalog, name, change)
             recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
@@ -217,8 +223,13 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
                     for value in values]
             recent_rows = exp.select(exp.Concat(expressions=_joined(text), safe=True, coalesce=False)).from_(
                 source.copy()).where(recent)
-            selects.append(recent_rows.subquery())
+            selects.append(exp.alias_(recent_rows.subquery(), f"{name}:recent", quoted=True))
     return exp.select(*selects)
+
+
+def rows_key(model: str) -> str:
+    """The fingerprint value holding a model's row count (and, for the entity, key checksum)."""
+    return f"{model}:rows"
 
 
 def _joined(parts: list[exp.Expr]) -> list[exp.Expr]:

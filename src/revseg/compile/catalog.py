@@ -6,8 +6,11 @@ compiling stays free of I/O and testable with a hand-made catalog.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+
+from sqlglot import exp
 
 
 class Kind(Enum):
@@ -50,6 +53,9 @@ class Catalog:
     #: collation that orders text by code point (SPEC 2.2), where the engine's default may
     #: not (PostgreSQL columns can carry a locale's collation); None: already binary
     text_collation: str | None = None
+    #: a cheap 64-bit hash of any key value, summed over an entity table as a checksum of its
+    #: keys (incremental runs look for deleted rows only when it moved); None: always look
+    key_hash: Callable[[exp.Expr], exp.Expr] | None = None
 
     def add(self, model: str, columns: list[ColumnInfo]) -> None:
         self.models[model] = {c.name.lower(): c for c in columns}

@@ -9,7 +9,7 @@ from revseg.warehouse.base import TableRef, Warehouse
 
 
 def read_catalog(project: Project, warehouse: Warehouse) -> tuple[Catalog, list[Problem]]:
-    catalog = Catalog(text_collation=warehouse.text_collation)
+    catalog = Catalog(text_collation=warehouse.text_collation, key_hash=warehouse.key_hash)
     problems: list[Problem] = []
     for model in project.models.values():
         if model.table is not None:

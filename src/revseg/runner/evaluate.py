@@ -11,6 +11,7 @@ no candidates and every sync of the segment is settled.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from revseg.compile.candidates import (
     candidates_query,
     fingerprint_query,
     plan_incremental,
+    rows_key,
 )
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, stage_query
@@ -84,10 +86,11 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     # If a killed run changed it after the previous recorded run, syncs must diff in full.
     store.set_stage_version(segment.name, as_of)
     candidates = store.scratch(f"cand__{segment.name}")
-    keys = exp.union(candidates_query(project, catalog, plan, previous.as_of, as_of),
-                     _deleted(project, catalog, store, segment), distinct=True).subquery("c")
+    keys: exp.Query = candidates_query(project, catalog, plan, previous.as_of, as_of)
+    if not _same_entity_keys(segment, previous.fingerprint, fingerprint):  # rows may have been deleted
+        keys = exp.union(keys, _deleted(project, catalog, store, segment), distinct=True)
     store.replace_table(candidates, exp.select(
-        exp.column("k"), exp.alias_(exp.cast(exp.column("k"), exp.DataType.build("TEXT")), "id")).from_(keys))
+        exp.column("k"), exp.alias_(exp.cast(exp.column("k"), exp.DataType.build("TEXT")), "id")).from_(keys.subquery("c")))
     count = int(store.scalar(exp.select(exp.Count(this=exp.Star())).from_(candidates.copy())))
     changed = store.scratch(f"changed__{segment.name}")
     store.replace_table(changed, stage_query(
@@ -138,8 +141,18 @@ def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment:
         plan = plan_incremental(project, segment)
     except NotIncremental:
         return None
-    row = store.wh.fetchall(fingerprint_query(project, catalog, plan, since))[0]
-    return "|".join(str(v) for v in row)
+    query = fingerprint_query(project, catalog, plan, since)
+    row = store.wh.fetchall(query)[0]
+    return json.dumps(dict(zip(query.named_selects, (str(v) for v in row), strict=True)), sort_keys=True)
+
+
+def _same_entity_keys(segment: Segment, previous: str | None, current: str | None) -> bool:
+    """Whether the entity table's row count and key checksum are as at the previous run."""
+    if previous is None or current is None or not previous.startswith("{"):
+        return False
+    key = rows_key(segment.entity)
+    rows = json.loads(current).get(key)
+    return ":" in str(rows) and json.loads(previous).get(key) == rows
 
 
 def _deleted(project: Project, catalog: Catalog, store: StateStore, segment: Segment) -> exp.Select:

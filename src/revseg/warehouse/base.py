@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -49,6 +49,9 @@ class Warehouse(ABC):
     type_name: ClassVar[str]
     #: collation that orders text by code point, when columns may carry another one
     text_collation: ClassVar[str | None] = None
+
+    #: a cheap 64-bit hash of a key value of any type (see Catalog.key_hash); None: none
+    key_hash: ClassVar[Callable[[exp.Expr], exp.Expr] | None] = None
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)

@@ -23,6 +23,10 @@ class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
     type_name = "duckdb"
 
+    @staticmethod
+    def key_hash(value: exp.Expr) -> exp.Expr:  # type: ignore[override]
+        return exp.Anonymous(this="hash", expressions=[value])
+
     def __init__(self, config: dict[str, Any], project_dir: Path) -> None:
         super().__init__(config)
         raw = str(config.get("path") or "warehouse.duckdb")

@@ -20,6 +20,11 @@ class PostgresWarehouse(Warehouse):
     #: a database or column created with a locale (en_US, ICU) orders 'us' before 'US'
     text_collation = "C"
 
+    @staticmethod
+    def key_hash(value: exp.Expr) -> exp.Expr:  # type: ignore[override]
+        return exp.Anonymous(this="hashtextextended", expressions=[
+            exp.cast(value, exp.DataType.build("TEXT")), exp.Literal.number(0)])
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self._conn: Any = None
