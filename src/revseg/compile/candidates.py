@@ -191,14 +191,16 @@ def candidate_parts(project: Project, catalog: Catalog, plan: IncrementalPlan, p
     return parts
 
 
-def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, since: datetime) -> exp.Select:
-    """Per model read: row count, latest change, and the count and sum (in seconds) of the changes
-    after ``since - lookback``, the rows a run that follows a run at ``since`` takes as new.
+def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, *sinces: datetime) -> exp.Select:
+    """Per model read: row count (``<model>:rows``), latest change, and the count and sum (in
+    seconds) of the changes after ``since - lookback`` (``<model>:recent@<i>``, one per value of
+    ``sinces``), the rows a run that follows a run at ``since`` takes as new.
 
     Two fingerprints taken with the same ``since`` are equal only if no row arrived or changed
     there. The entity's row count carries a checksum of its keys (where the engine has a cheap
-    hash): while it stays put, no entity row was deleted. The count and latest change alone miss a row that arrives out of order within
-    ``lookback``, e.g. an entity updated in place with an ``updated_at`` below the latest one.
+    hash): while it stays put, no entity row was deleted. The count and latest change alone
+    miss a row that arrives out of order within ``lookback``, e.g. an entity updated in place
+    with an ``updated_at`` below the latest one.
     """
     selects: list[exp.Expr] = []
     for name in sorted(plan.boundaries):
@@ -213,8 +215,8 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
                 this=exp.cast(checksum, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("0")])],
                 safe=True, coalesce=False)
         selects.append(exp.alias_(exp.select(count).from_(source.copy()).subquery(), rows_key(name), quoted=True))
-        if change:
-            column = _column(catalog, name, change)
+        for i, since in enumerate(sinces if change else ()):
+            column = _column(catalog, name, change or "")
             recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
             seconds = exp.DateDiff(this=column.copy(), expression=timestamp_literal(_EPOCH), unit=exp.var("SECOND"))
             # one bounded scan for the three (an unbounded MAX would scan every event on each poll)
@@ -223,7 +225,7 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
                     for value in values]
             recent_rows = exp.select(exp.Concat(expressions=_joined(text), safe=True, coalesce=False)).from_(
                 source.copy()).where(recent)
-            selects.append(exp.alias_(recent_rows.subquery(), f"{name}:recent", quoted=True))
+            selects.append(exp.alias_(recent_rows.subquery(), f"{name}:recent@{i}", quoted=True))
     return exp.select(*selects)
 
 

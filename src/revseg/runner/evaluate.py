@@ -62,11 +62,13 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
              *, full_refresh: bool) -> Evaluation:
     previous = last_run(store, segment.name)
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
-    fingerprint = _fingerprint(project, catalog, store, segment, as_of)  # the next run compares with it
+    # the next run compares with the first; this one compares the second with the previous run's
+    since_previous = previous.as_of if previous is not None and previous.as_of != as_of else as_of
+    fingerprint, current = _fingerprints(project, catalog, store, segment, as_of, since_previous)
     version = store.stage_version(segment.name)
     # the stored membership is exactly the previous run's, unless a killed run patched it since
     clean = previous is not None and version == previous.as_of
-    if reason is None and clean and _nothing_to_do(project, catalog, store, segment, previous, as_of, fingerprint):
+    if reason is None and clean and _nothing_to_do(project, catalog, store, segment, previous, as_of, current):
         assert previous is not None
         return Evaluation("skipped", previous.members, 0, fingerprint=fingerprint)
     stored = store.stage_columns(segment.name)
@@ -84,7 +86,6 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     plan = plan_incremental(project, segment)
     # only candidates are evaluated; the stored membership (with traits) is patched for them.
     # If a killed run changed it after the previous recorded run, syncs must diff in full.
-    store.set_stage_version(segment.name, as_of)
     candidates = store.scratch(f"cand__{segment.name}")
     keys: exp.Query = candidates_query(project, catalog, plan, previous.as_of, as_of)
     if not _same_entity_keys(segment, previous.fingerprint, fingerprint):  # rows may have been deleted
@@ -95,18 +96,18 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     changed = store.scratch(f"changed__{segment.name}")
     store.replace_table(changed, stage_query(
         membership_query(project, catalog, segment.name, as_of, candidates=candidates), traits))
-    members = store.patch_stage(segment.name, candidates, changed)
+    members = store.patch_stage(segment.name, candidates, changed, as_of)
     return Evaluation("incremental", members, count, fingerprint=fingerprint,
                       candidates_table=candidates, changed_table=changed,
                       previous_as_of=previous.as_of if clean else None)
 
 
 def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segment: Segment, previous: LastRun,
-                   as_of: datetime, fingerprint: str | None) -> bool:
-    """No row arrived or changed since the previous run, no entity crossed a boundary since
-    its as_of, and every sync of the segment is settled: the run can skip the segment."""
+                   as_of: datetime, current: str | None) -> bool:
+    """No row arrived or changed since the previous run (``current``: the fingerprint since its
+    as_of), no entity crossed a boundary since then, and every sync of the segment is settled:
+    the run can skip the segment."""
     plan = plan_incremental(project, segment)
-    current = fingerprint if as_of == previous.as_of else _fingerprint(project, catalog, store, segment, previous.as_of)
     if current != previous.fingerprint:
         return False
     if any(s.quiet_hours is not None for s in segment.syncs):  # deferred sends are due later
@@ -123,27 +124,32 @@ def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns:
     rows that differ (a rewrite of every member costs more than the evaluation itself).
     When the stored membership was the previous run's, those rows are also all the segment
     commit has to compare; syncs still diff in full (SPEC 4: ``--full-refresh``)."""
-    store.set_stage_version(segment.name, as_of)
     if not same_columns:  # first run, or other traits: rebuild it
+        store.set_stage_version(segment.name, as_of)
         return Evaluation("full", store.stage(segment.name, staged), reason=reason, fingerprint=fingerprint)
     fresh = store.scratch(f"fresh__{segment.name}")
     store.replace_table(fresh, staged)
     candidates, changed = store.restage(segment.name, fresh)
-    members = store.patch_stage(segment.name, candidates, changed)
+    members = store.patch_stage(segment.name, candidates, changed, as_of)
     return Evaluation("full", members, reason=reason, fingerprint=fingerprint,
                       candidates_table=candidates if clean else None, changed_table=changed if clean else None)
 
 
-def _fingerprint(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
-                 since: datetime) -> str | None:
-    """What a run following a run at ``since`` compares to decide it has no new data."""
+def _fingerprints(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
+                  *sinces: datetime) -> list[str | None]:
+    """Per ``since``: what a run following a run at ``since`` compares to decide it has no new
+    data (one query for all)."""
     try:
         plan = plan_incremental(project, segment)
     except NotIncremental:
-        return None
-    query = fingerprint_query(project, catalog, plan, since)
-    row = store.wh.fetchall(query)[0]
-    return json.dumps(dict(zip(query.named_selects, (str(v) for v in row), strict=True)), sort_keys=True)
+        return [None for _ in sinces]
+    query = fingerprint_query(project, catalog, plan, *sinces)
+    values = dict(zip(query.named_selects, (str(v) for v in store.wh.fetchall(query)[0]), strict=True))
+    out: list[str | None] = []
+    for i in range(len(sinces)):
+        mine = {name.split("@")[0]: value for name, value in values.items() if "@" not in name or name.endswith(f"@{i}")}
+        out.append(json.dumps(mine, sort_keys=True))
+    return out
 
 
 def _same_entity_keys(segment: Segment, previous: str | None, current: str | None) -> bool:

@@ -50,6 +50,18 @@ def _all_empty(traits: Any) -> list[exp.Expr]:
 _MEMBER_COLUMNS = ["sync", "id", "hash", "pending", "payload", "updated_at"]
 
 
+def _value(value: Any) -> exp.Expr:
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, datetime):
+        return timestamp_literal(value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(value)
+    return _s(str(value))
+
+
 def _ident(name: str) -> str:
     """A table-name-safe spelling of a segment or sync name."""
     return "".join(ch if ch.isalnum() or ch == "_" else "__" for ch in name)
@@ -125,8 +137,12 @@ class StateStore:
         self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
 
     def insert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.wh.insert_arrow(self.t(name), pa.Table.from_pylist(rows))
+        """A few bookkeeping rows, as one INSERT ... VALUES (bulk data goes through Arrow)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        values = exp.values([tuple(_value(row[c]) for c in columns) for row in rows])
+        self.wh.execute(exp.insert(values, self.t(name), columns=[exp.to_identifier(c, quoted=True) for c in columns]))
 
     # -- runs -----------------------------------------------------------------------
     def start_run(self, run_id: str, command: str, as_of: datetime, now: datetime) -> None:
@@ -182,17 +198,21 @@ class StateStore:
 
     def set_stage_version(self, segment: str, as_of: datetime) -> None:
         with self.transaction():
-            self.wh.execute(exp.delete(self.t("stage_versions"), where=_eq("segment", segment)))
-            self.insert_rows("stage_versions", [{"segment": segment, "as_of": as_of}])
+            self._set_stage_version(segment, as_of)
 
-    def patch_stage(self, segment: str, candidates: exp.Table, changed: exp.Table) -> int:
-        """Incremental runs: replace the candidates' rows of the stored membership by their
-        new rows. Idempotent, so a run killed half-way is repaired by the next one."""
+    def _set_stage_version(self, segment: str, as_of: datetime) -> None:
+        self.wh.execute(exp.delete(self.t("stage_versions"), where=_eq("segment", segment)))
+        self.insert_rows("stage_versions", [{"segment": segment, "as_of": as_of}])
+
+    def patch_stage(self, segment: str, candidates: exp.Table, changed: exp.Table, as_of: datetime) -> int:
+        """Replace the candidates' rows of the stored membership by their new rows, and mark
+        it as evaluated at ``as_of``, in one transaction."""
         stage = self.stage_table(segment)
         with self.transaction():
             self.wh.execute(exp.delete(stage, where=exp.column("id").isin(
                 query=exp.select("id").from_(candidates.copy()))))
             self.wh.execute(exp.insert(exp.select("*").from_(changed.copy()), stage.copy()))
+            self._set_stage_version(segment, as_of)
         return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(stage)))
 
     def segment_size(self, segment: str) -> int:
@@ -480,11 +500,12 @@ class StateStore:
     def count_unsendable(self, segment: str, sync: str, traits: Any) -> int:
         """Members the sync's destination does not hold for want of an identifier (the
         ``skipped`` of a run whose diff looked only at candidates)."""
-        held = exp.select("id").from_(self.t("sync_members")).where(_eq("sync", sync))
-        count = (
-            exp.select(exp.Count(this=exp.Star())).from_(self.stage_table(segment))
+        held = exp.select(exp.Literal.number(1)).from_(self.t("sync_members")).where(exp.and_(
+            _eq("sync", sync), exp.EQ(this=exp.column("id"), expression=exp.column("id", table="s"))))
+        count = (  # NOT EXISTS: an anti join from the few rows without identifiers
+            exp.select(exp.Count(this=exp.Star())).from_(exp.alias_(self.stage_table(segment), "s", table=True))
             .where(exp.and_(*_all_empty(traits)))
-            .where(exp.not_(exp.column("id").isin(query=held)))
+            .where(exp.not_(exp.Exists(this=held)))
         )
         return int(self.scalar(count))
 
