@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -39,8 +39,10 @@ from revseg.destinations.base import (
     Capabilities,
     DeliverySettings,
     DestinationOptions,
+    Operation,
 )
 from revseg.destinations.encoding import dumps
+from revseg.destinations.hashing import hash_column
 from revseg.destinations.http import Outcome, Verdict
 from revseg.destinations.redact import redact_text
 
@@ -79,29 +81,38 @@ SCHEMA_ORDER = tuple(key for key, _, _ in FIELDS.values())
 MATCH_KEYS = frozenset({"EMAIL", "PHONE", "MADID", "EXTERN_ID"})
 WANTS = "email, phone, mobile_advertiser_id, external_id, or first_name with last_name"
 
-Row = dict[str, str]
+#: schema field -> one cell per operation of the batch (None: the member has none)
+Columns = dict[str, list["str | None"]]
 
 
-def encode_identifiers(identifiers: Mapping[str, str]) -> tuple[Row, list[str]]:
-    """The row of schema field -> value for one member, and the kinds that were unusable."""
-    row: Row = {}
-    bad: list[str] = []
-    for kind, raw in identifiers.items():
-        spec = FIELDS.get(kind)
-        if spec is None:
+def encode_columns(
+    operations: Sequence[Operation],
+) -> tuple[Columns, dict[str, list[str | None]]]:
+    """The batch's identifiers as schema columns, normalized and hashed a column at a time
+    (:func:`revseg.destinations.hashing.hash_column`), and the raw column of each kind."""
+    present = set().union(*(op.identifiers.keys() for op in operations))
+    columns: Columns = {}
+    raw: dict[str, list[str | None]] = {}
+    for kind, (key, normalize, hashed) in FIELDS.items():
+        if kind not in present:
             continue  # `validate` rejects kinds Meta does not know
-        key, normalize, hashed = spec
-        value = ids.hash_value(raw, normalize) if hashed else normalize(raw)
-        if value is None:
-            bad.append(kind)
+        raw[kind] = values = [op.identifiers.get(kind) for op in operations]
+        if hashed:
+            columns[key] = hash_column(values, normalize)
         else:
-            row[key] = value
-    return row, bad
+            columns[key] = [None if v is None else normalize(v) for v in values]
+    return columns, raw
 
 
-def matchable(row: Row) -> bool:
-    """Whether Meta can match the row to a person."""
-    return bool(MATCH_KEYS & row.keys()) or {"FN", "LN"} <= row.keys()
+def matchable_rows(columns: Columns, size: int) -> list[bool]:
+    """Whether Meta can match each row to a person: a match key, or both names."""
+    matchable = [False] * size
+    for key in MATCH_KEYS & columns.keys():
+        matchable = [m or v is not None for m, v in zip(matchable, columns[key], strict=True)]
+    if "FN" in columns and "LN" in columns:
+        names = zip(matchable, columns["FN"], columns["LN"], strict=True)
+        matchable = [m or (f is not None and last is not None) for m, f, last in names]
+    return matchable
 
 
 def session_id(batch: Batch, method: str) -> int:
@@ -110,18 +121,30 @@ def session_id(batch: Batch, method: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1 or 1
 
 
-def upload_bodies(rows: list[Row], session: int) -> list[dict[str, Any]]:
+def upload_rows(columns: Columns, rows: list[int]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The schema (fields some of these rows have, in Meta's order) and their cells."""
+    schema = [
+        key
+        for key in SCHEMA_ORDER
+        if key in columns and any(columns[key][i] is not None for i in rows)
+    ]
+    cells = [[columns[key][i] or "" for i in rows] for key in schema]
+    return schema, list(zip(*cells, strict=True))
+
+
+def upload_bodies(
+    schema: list[str], data: list[tuple[str, ...]], session: int
+) -> list[dict[str, Any]]:
     """The JSON bodies of one upload: ``payload`` + ``session``, at most 10,000 rows each."""
-    schema = [key for key in SCHEMA_ORDER if any(key in row for row in rows)]
-    chunks = [rows[i : i + MAX_ROWS] for i in range(0, len(rows), MAX_ROWS)]
+    chunks = [data[i : i + MAX_ROWS] for i in range(0, len(data), MAX_ROWS)]
     return [
         {
-            "payload": {"schema": schema, "data": [[r.get(k, "") for k in schema] for r in chunk]},
+            "payload": {"schema": schema, "data": chunk},
             "session": {
                 "session_id": session,
                 "batch_seq": seq,
                 "last_batch_flag": seq == len(chunks),
-                "estimated_num_total": len(rows),
+                "estimated_num_total": len(data),
             },
         }
         for seq, chunk in enumerate(chunks, 1)
@@ -197,26 +220,42 @@ class MetaDestination(HttpDestination):
         return {"appsecret_proof": hmac.new(key, token, hashlib.sha256).hexdigest()}
 
     def send(self, batch: Batch) -> BatchResult:
+        operations = batch.operations
+        columns, raw = encode_columns(operations)
         rejected: dict[str, str] = {}
-        uploads: dict[str, list[tuple[str, Row]]] = {"DELETE": [], "POST": []}
-        for op in batch.operations:
-            row, bad = encode_identifiers(op.identifiers)
-            if matchable(row):
-                uploads["DELETE" if op.op == "remove" else "POST"].append((op.id, row))
+        uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
+        matchable = matchable_rows(columns, len(operations))
+        for i, (op, ok) in enumerate(zip(operations, matchable, strict=True)):
+            if ok:
+                uploads["DELETE" if op.op == "remove" else "POST"].append(i)
             elif op.op != "remove":
+                bad = [
+                    kind
+                    for kind, values in raw.items()
+                    if values[i] is not None and columns[FIELDS[kind][0]][i] is None
+                ]
                 rejected[op.id] = unusable_reason("Meta", bad, WANTS)
             # a remove without a matchable row was never added (the add was rejected for
             # the same reason): there is nothing to remove, so it is acknowledged.
-        for method, entries in uploads.items():
-            if entries:
-                rejected.update(self._upload(batch, method, entries))
+        for method, rows in uploads.items():
+            if rows:
+                schema, data = upload_rows(columns, rows)
+                ids_ = [operations[i].id for i in rows]
+                rejected.update(self._upload(batch, method, schema, data, ids_))
         return BatchResult(rejected)
 
-    def _upload(self, batch: Batch, method: str, entries: list[tuple[str, Row]]) -> dict[str, str]:
+    def _upload(
+        self,
+        batch: Batch,
+        method: str,
+        schema: list[str],
+        data: list[tuple[str, ...]],
+        record_ids: list[str],
+    ) -> dict[str, str]:
         rejected: dict[str, str] = {}
-        bodies = upload_bodies([row for _, row in entries], session_id(batch, method))
+        bodies = upload_bodies(schema, data, session_id(batch, method))
         for number, body in enumerate(bodies):
-            chunk = entries[number * MAX_ROWS : (number + 1) * MAX_ROWS]
+            window = slice(number * MAX_ROWS, (number + 1) * MAX_ROWS)
             response = self.http.request(
                 method,
                 f"{self.meta.audience_id}/users",
@@ -224,11 +263,12 @@ class MetaDestination(HttpDestination):
                 headers={"content-type": "application/json"},
                 params=self.params(),
             )
-            rejected.update(self._invalid_entries(response, chunk, body["payload"]["schema"]))
+            chunk = list(zip(record_ids[window], data[window], strict=True))
+            rejected.update(self._invalid_entries(response, chunk))
         return rejected
 
     def _invalid_entries(
-        self, response: httpx.Response, chunk: list[tuple[str, Row]], schema: list[str]
+        self, response: httpx.Response, chunk: list[tuple[str, tuple[str, ...]]]
     ) -> dict[str, str]:
         """Records named by ``invalid_entry_samples``, at most ``num_invalid_entries`` of them."""
         try:
@@ -241,11 +281,10 @@ class MetaDestination(HttpDestination):
             )
             return {}
         rejected: dict[str, str] = {}
-        for record_id, row in chunk:
+        for record_id, cells in chunk:
             if len(rejected) >= invalid:
                 break
-            cells = [row.get(k, "") for k in schema]
-            keys = {*row.values(), json.dumps(cells), ",".join(cells)}
+            keys = {*(c for c in cells if c), json.dumps(list(cells)), ",".join(cells)}
             reason = next((str(samples[k]) for k in keys if k in samples), None)
             if reason is not None:
                 rejected[record_id] = f"Meta counted the entry invalid: {reason}"

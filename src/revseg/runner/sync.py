@@ -7,9 +7,11 @@ guardrails and state commits live here; destinations only send a batch.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +25,7 @@ from sqlglot import exp
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, DeltaSpec, delta_query, stage_query
 from revseg.compile.membership import membership_query, traits_query
-from revseg.destinations.base import Batch, DeliverySettings, Destination, Operation
+from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Destination, Operation
 from revseg.destinations.http import PossiblyDeliveredError
 from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, TransientDeliveryError
@@ -264,63 +266,98 @@ class SyncRun:
         self._deferred = 0
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
         open_rejections = self.store.open_rejections(sync.name)
-        with self._destination(sync) as destination:
-            size = self._batch_size(sync, destination)
-            last = self.store.delta_size(sync.name)
-            after = 0
+        with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender:
             number = 0
-            sent = 0
-            while after < last:
-                page = self.store.read_delta(sync.name, after, size, ops)
-                after += size
-                if page.num_rows == 0:
-                    continue
-                rows = page.to_pylist()
-                operations, state, skipped, failed = self._operations(
-                    sync, rows, template, destination.capabilities.supports_update)
-                report.skipped += skipped
-                sent += len(rows)
-                if not operations and not failed:
-                    continue
+            flight: _InFlight | None = None
+            # The next page is read and turned into operations while the sender thread waits
+            # for the destination's answer to the batch in flight. Its rows are recorded in
+            # flight only with (mirror, upsert: in the same transaction as) the previous
+            # batch's acknowledgement, so at most one batch is ever in flight.
+            for prepared in self._prepared(sync, destination, report, template, ops):
+                rows = _inflight_table(prepared)
+                recorded = False
+                if flight is not None:
+                    rejected = self._outcome(flight, trigger_on)
+                    stop = self.should_stop()  # SIGTERM: the batch in flight is done; the rest goes next run
+                    recorded = trigger_on is None and not stop
+                    open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections,
+                                                        then=(number + 1, rows) if recorded else None)
+                    self._batch_done(sync, flight.prepared.done, total)
+                    flight = None
+                    if stop:
+                        break
                 number += 1
                 self.seq += 1
-                self._send(destination, segment, sync, report, number, operations, state, failed, trigger_on,
-                           open_rejections)
-                open_rejections = open_rejections or bool(report.rejected)
-                if self.lock is not None:
-                    self.lock.renew()
-                self.progress("batch", {"sync": sync.name, "done": sent, "total": total})
-                if self.should_stop():  # SIGTERM: the batch in flight is done; the rest goes next run
-                    break
+                if not recorded:
+                    self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
+                                             as_of=self.options.as_of, now=self.clock())
+                flight = self._submit(sender, destination, segment, sync, number, prepared)
+            if flight is not None:
+                rejected = self._outcome(flight, trigger_on)
+                self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections)
+                self._batch_done(sync, flight.prepared.done, total)
             report.batches = number
             report.deferred, self._deferred = self._deferred, 0
 
-    def _send(self, destination: Destination, segment: Segment, sync: Sync, report: SyncReport, number: int,
-              operations: list[Operation], state: dict[str, list[Any]], failed: dict[str, str],
-              trigger_on: str | None, open_rejections: bool) -> None:
-        for record_id in failed:
-            for column, value in (("id", record_id), ("op", "trigger"), ("hash", None), ("payload", None),
-                                  ("held", False)):
-                state[column].append(value)
-        rows = pa.table(state, schema=_INFLIGHT)
-        self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
-                                 as_of=self.options.as_of, now=self.clock())
-        batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of, tuple(operations))
-        rejected = dict(failed)
+    def _prepared(self, sync: Sync, destination: Destination, report: SyncReport,
+                  template: jinja2.Template | None, ops: tuple[str, ...]) -> Iterator[_Prepared]:
+        """The delta a page at a time, as operations ready to send (pages with nothing to
+        send or record are skipped); ``done`` counts the delta rows read so far."""
+        size = self._batch_size(sync, destination)
+        last = self.store.delta_size(sync.name)
+        after = 0
+        done = 0
+        while after < last:
+            page = self.store.read_delta(sync.name, after, size, ops)
+            after += size
+            if page.num_rows == 0:
+                continue
+            operations, state, skipped, failed = self._operations(
+                sync, page, template, destination.capabilities.supports_update)
+            report.skipped += skipped
+            done += page.num_rows
+            if operations or failed:
+                yield _Prepared(operations, state, failed, done)
+
+    def _batch_done(self, sync: Sync, done: int, total: int) -> None:
+        if self.lock is not None:
+            self.lock.renew()
+        self.progress("batch", {"sync": sync.name, "done": done, "total": total})
+
+    def _submit(self, sender: ThreadPoolExecutor, destination: Destination, segment: Segment, sync: Sync,
+                number: int, prepared: _Prepared) -> _InFlight:
+        """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
+        batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of,
+                      tuple(prepared.operations))
+        future = sender.submit(destination.send, batch) if prepared.operations else None
+        return _InFlight(number, prepared, future)
+
+    def _outcome(self, flight: _InFlight, trigger_on: str | None) -> dict[str, str]:
+        """Wait for the destination's answer to the batch in flight: the ids it rejected."""
+        rejected = dict(flight.prepared.failed)
         try:
-            result = destination.send(batch) if operations else None
+            result = flight.future.result() if flight.future is not None else None
         except (TransientDeliveryError, PossiblyDeliveredError):
             raise  # may have been delivered: at most once for triggers; mirror rows go pending
         except DeliveryError as exc:
             if trigger_on is None:
                 raise
             # the API refused the whole batch: nothing was sent, so the triggers may be retried
-            rejected.update({op.id: f"batch failed: {exc}" for op in operations})
+            rejected.update({op.id: f"batch failed: {exc}" for op in flight.prepared.operations})
             result = None
         if result is not None:
             rejected.update(result.rejected)
-        self.store.acknowledge(sync.name, self.report.run_id, number, rejected, trigger_on=trigger_on,
-                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections)
+        return rejected
+
+    def _acknowledge(self, flight: _InFlight, rejected: dict[str, str], sync: Sync, report: SyncReport,
+                     trigger_on: str | None, open_rejections: bool,
+                     then: tuple[int, pa.Table] | None = None) -> bool:
+        """Step 3 (with ``then``, step 1 of the next batch too); returns whether the sync has
+        rejections on record now."""
+        operations, state = flight.prepared.operations, flight.prepared.state
+        self.store.acknowledge(sync.name, self.report.run_id, flight.number, rejected, trigger_on=trigger_on,
+                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections,
+                               then=then)
         sent = {op.id for op in operations}
         for record_id, op in zip(state["id"], state["op"], strict=True):
             if record_id in rejected or record_id not in sent:
@@ -337,9 +374,10 @@ class SyncRun:
         for record_id, reason in rejected.items():
             if len(report.rejections) < 100:
                 report.rejections.append({"id": record_id, "reason": reason})
+        return open_rejections or bool(report.rejected)
 
     def _operations(
-        self, sync: Sync, rows: list[dict[str, Any]], template: jinja2.Template | None, supports_update: bool
+        self, sync: Sync, page: pa.Table, template: jinja2.Template | None, supports_update: bool
     ) -> tuple[list[Operation], dict[str, list[Any]], int, dict[str, str]]:
         """Rows of the delta as operations, plus the columns recorded in flight for them
         (id, op, hash, payload = the identifiers sent, held). Members with no usable
@@ -349,25 +387,42 @@ class SyncRun:
         identifiers and an add of the new ones, removes first in the batch, so the old email
         does not stay in the audience; one whose identifiers did not change is sent as an
         update, or, where the API has no update, acknowledged without sending.
+
+        The page is read a column at a time (no dict per row from Arrow); each row's
+        traits become the operation's own dict.
         """
         operations: list[Operation] = []
         removes: list[Operation] = []  # held identifiers of updates whose identifiers changed
         state: dict[str, list[Any]] = {"id": [], "op": [], "hash": [], "payload": [], "held": []}
         skipped = 0
         failed: dict[str, str] = {}
-        for row in rows:
-            op = str(row.pop("op"))
-            record_id = str(row.pop("id"))
-            held_payload = row.pop("held_payload", None)
-            held = bool(row.pop("held", False))
-            row_hash = row.pop("hash", None)
-            row.pop("rn", None)
-            traits = row if op != "remove" else {}
+        size = page.num_rows
+        columns = {name: page.column(name).to_pylist() for name in page.column_names}
+
+        def take(name: str, default: Any) -> list[Any]:
+            return columns.pop(name) if name in columns else [default] * size
+
+        op_column, id_column = take("op", None), take("id", None)
+        held_payloads, held_column, hashes = take("held_payload", None), take("held", False), take("hash", None)
+        columns.pop("rn", None)
+        names = list(columns)
+        trait_rows = zip(*columns.values(), strict=True) if names else itertools.repeat((), size)
+        identifier_columns = [(kind, columns[t]) for kind, t in sync.identifiers.items() if t in columns]
+        rows = zip(op_column, id_column, held_payloads, held_column, hashes, trait_rows, strict=True)
+        for i, (op, raw_id, held_payload, raw_held, row_hash, values) in enumerate(rows):
+            op = str(op)
+            record_id = str(raw_id)
+            held = bool(raw_held)
             if op == "remove":
+                traits: dict[str, Any] = {}
                 identifiers = orjson.loads(held_payload) if held_payload else {}
             else:
-                identifiers = {kind: str(traits[t]) for kind, t in sync.identifiers.items()
-                               if traits.get(t) not in (None, "")}
+                traits = dict(zip(names, values))  # noqa: B905 - one value per trait column
+                identifiers = {}
+                for kind, column in identifier_columns:
+                    value = column[i]
+                    if value is not None and value != "":
+                        identifiers[kind] = value if type(value) is str else str(value)
             if sync.identifiers and not identifiers and op != "remove":
                 skipped += 1
                 continue
@@ -404,8 +459,37 @@ class SyncRun:
         return removes + operations, state, skipped, failed
 
 
+@dataclass
+class _Prepared:
+    """A page of the delta turned into operations, not yet recorded or sent."""
+
+    operations: list[Operation]
+    state: dict[str, list[Any]]  # the inflight columns: id, op, hash, payload, held
+    failed: dict[str, str]  # id -> reason, rejected before sending (templates)
+    done: int  # delta rows read up to and including this page
+
+
+@dataclass
+class _InFlight:
+    """A batch recorded in flight; ``future`` is its send (None: nothing to send)."""
+
+    number: int
+    prepared: _Prepared
+    future: Future[BatchResult] | None
+
+
 _INFLIGHT = pa.schema([("id", pa.string()), ("op", pa.string()), ("hash", pa.string()),
                        ("payload", pa.string()), ("held", pa.bool_())])
+
+
+def _inflight_table(prepared: _Prepared) -> pa.Table:
+    """The rows a batch records in flight: its operations' and its failed records'."""
+    state = prepared.state
+    for record_id in prepared.failed:
+        for column, value in (("id", record_id), ("op", "trigger"), ("hash", None), ("payload", None),
+                              ("held", False)):
+            state[column].append(value)
+    return pa.table(state, schema=_INFLIGHT)
 
 
 def _payload_of(identifiers: dict[str, str]) -> str | None:

@@ -362,9 +362,7 @@ class StateStore:
         """
         inflight, members = self.t("inflight"), self.t("sync_members")
         this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
-        data = rows.append_column("sync", pa.array([sync] * rows.num_rows, pa.string())) \
-                   .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string())) \
-                   .append_column("batch", pa.array([batch] * rows.num_rows, pa.int64()))
+        data = _inflight_rows(rows, sync, run_id, batch)
         if trigger_on is None:
             self.wh.insert_arrow(inflight, data)
             return
@@ -386,13 +384,19 @@ class StateStore:
 
     def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str], *,
                     trigger_on: str | None, now: datetime, any_held: bool = True,
-                    open_rejections: bool = True) -> None:
+                    open_rejections: bool = True, then: tuple[int, pa.Table] | None = None) -> None:
         """Step 3: apply the destination's answer to the batch, in one transaction.
 
         ``any_held`` False (no id of the batch was held) and ``open_rejections`` False (the
         sync has no rejection on record) let a first upload skip statements that would scan
         the snapshot for nothing.
+
+        ``then`` = (number, rows) records the sync's next batch in flight (step 1 of it, as
+        :meth:`mark_inflight` does for mirror and upsert) in the same transaction: one commit
+        per batch instead of two, and still never more than one batch in flight.
         """
+        if then is not None and trigger_on is not None:
+            raise ValueError("a trigger batch is recorded in flight by mark_inflight")
         inflight, members = self.t("inflight"), self.t("sync_members")
         this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
         bad = exp.select("id").from_(self.t("outcomes")).where(this_batch.copy())
@@ -436,6 +440,8 @@ class StateStore:
             self.wh.execute(exp.delete(inflight, where=this_batch.copy()))
             if rejected:
                 self.wh.execute(exp.delete(self.t("outcomes"), where=this_batch.copy()))
+            if then is not None:
+                self.wh.insert_arrow(inflight, _inflight_rows(then[1], sync, run_id, then[0]))
 
     def open_rejections(self, sync: str) -> bool:
         query = exp.select(exp.Count(this=exp.Star())).from_(self.t("rejections")).where(_eq("sync", sync))
@@ -549,6 +555,13 @@ class _Transaction:
             self.wh.commit()
         else:
             self.wh.rollback()
+
+
+def _inflight_rows(rows: pa.Table, sync: str, run_id: str, batch: int) -> pa.Table:
+    """A batch's rows (id, op, hash, payload, held) with the sync, run and batch they belong to."""
+    return rows.append_column("sync", pa.array([sync] * rows.num_rows, pa.string())) \
+               .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string())) \
+               .append_column("batch", pa.array([batch] * rows.num_rows, pa.int64()))
 
 
 def _tableref(schema: str, name: str) -> Any:
