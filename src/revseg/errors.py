@@ -101,6 +101,13 @@ class TransientDeliveryError(DeliveryError):
         self.retry_after = retry_after
 
 
+class PossiblyDeliveredError(DeliveryError):
+    """A non-idempotent request failed after it may have reached the API; never resent.
+
+    Trigger sends (SMS) have no idempotency key, so SPEC 3 wants them at most once.
+    """
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a close choice exists, else an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

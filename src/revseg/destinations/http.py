@@ -32,7 +32,7 @@ from revseg.destinations.base import DeliverySettings
 from revseg.destinations.ratelimit import Sleep, TokenBucket
 from revseg.destinations.redact import excerpt, redact_headers, redact_text, redact_url
 from revseg.destinations.retry import RetryPolicy, parse_retry_after
-from revseg.errors import DeliveryError, TransientDeliveryError
+from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -93,13 +93,6 @@ class Verdict:
 
 #: API-specific hook: a Verdict for responses it understands, None for the default rules.
 ResponseClassifier = Callable[[httpx.Response], "Verdict | None"]
-
-
-class PossiblyDeliveredError(DeliveryError):
-    """A non-idempotent request failed after it may have reached the API; never resent.
-
-    Trigger sends (SMS) have no idempotency key, so SPEC 3 wants them at most once.
-    """
 
 
 def classify_status(status: int) -> Outcome:

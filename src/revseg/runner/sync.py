@@ -26,9 +26,8 @@ from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, DeltaSpec, delta_query, stage_query
 from revseg.compile.membership import membership_query, traits_query
 from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Destination, Operation
-from revseg.destinations.http import PossiblyDeliveredError
 from revseg.destinations.registry import get_destination_type
-from revseg.errors import DeliveryError, TransientDeliveryError
+from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
