@@ -197,8 +197,7 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
     ``sinces``), the rows a run that follows a run at ``since`` takes as new.
 
     Two fingerprints taken with the same ``since`` are equal only if no row arrived or changed
-    there. The entity's row count carries a checksum of its keys (where the engine has a cheap
-    hash): while it stays put, no entity row was deleted. The count and latest change alone
+    there. The count and latest change alone
     miss a row that arrives out of order within ``lookback``, e.g. an entity updated in place
     with an ``updated_at`` below the latest one.
     """
@@ -208,12 +207,7 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
         source = model.table.copy() if model.table is not None else exp.Subquery(
             this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
-        count: exp.Expr = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
-        if name == plan.entity and catalog.key_hash is not None and model.primary_key:
-            checksum = exp.Sum(this=catalog.key_hash(_column(catalog, name, model.primary_key)))
-            count = exp.Concat(expressions=[count, exp.Literal.string(":"), exp.Coalesce(
-                this=exp.cast(checksum, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("0")])],
-                safe=True, coalesce=False)
+        count = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
         selects.append(exp.alias_(exp.select(count).from_(source.copy()).subquery(), rows_key(name), quoted=True))
         for i, since in enumerate(sinces if change else ()):
             column = _column(catalog, name, change or "")
@@ -230,8 +224,23 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
 
 
 def rows_key(model: str) -> str:
-    """The fingerprint value holding a model's row count (and, for the entity, key checksum)."""
+    """The fingerprint value holding a model's row count."""
     return f"{model}:rows"
+
+
+def key_checksum_query(project: Project, catalog: Catalog, plan: IncrementalPlan) -> exp.Select | None:
+    """The sum of a cheap hash of every entity key (None where the engine has no such hash).
+    With the row count, it shows whether any entity row was deleted since a previous run: an
+    incremental run looks for deleted members only when either moved. (A run that finds no
+    new data needs neither: a delete alone changes the row count in the fingerprint.)"""
+    model = project.models[plan.entity]
+    if catalog.key_hash is None or not model.primary_key:
+        return None
+    source = model.table.copy() if model.table is not None else exp.Subquery(
+        this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
+    checksum = exp.Sum(this=catalog.key_hash(_column(catalog, plan.entity, model.primary_key)))
+    return exp.select(exp.Coalesce(this=exp.cast(checksum, exp.DataType.build("TEXT")),
+                                   expressions=[exp.Literal.string("0")])).from_(source)
 
 
 def _joined(parts: list[exp.Expr]) -> list[exp.Expr]:

@@ -23,6 +23,7 @@ from revseg.compile.candidates import (
     candidates_query,
     fingerprint_query,
     plan_incremental,
+    key_checksum_query,
     rows_key,
 )
 from revseg.compile.catalog import Catalog
@@ -63,14 +64,17 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     previous = last_run(store, segment.name)
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
     # the next run compares with the first; this one compares the second with the previous run's
-    since_previous = previous.as_of if previous is not None and previous.as_of != as_of else as_of
-    fingerprint, current = _fingerprints(project, catalog, store, segment, as_of, since_previous)
+    if previous is not None and previous.as_of != as_of:
+        fingerprint, current = _fingerprints(project, catalog, store, segment, as_of, previous.as_of)
+    else:
+        fingerprint = current = _fingerprints(project, catalog, store, segment, as_of)[0]
     version = store.stage_version(segment.name)
     # the stored membership is exactly the previous run's, unless a killed run patched it since
     clean = previous is not None and version == previous.as_of
     if reason is None and clean and _nothing_to_do(project, catalog, store, segment, previous, as_of, current):
         assert previous is not None
         return Evaluation("skipped", previous.members, 0, fingerprint=fingerprint)
+    fingerprint = _with_key_checksum(project, catalog, store, segment, fingerprint)
     stored = store.stage_columns(segment.name)
     if reason is None and stored is None:
         reason = "no stored membership (first run of this revseg version)"
@@ -108,7 +112,7 @@ def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segmen
     as_of), no entity crossed a boundary since then, and every sync of the segment is settled:
     the run can skip the segment."""
     plan = plan_incremental(project, segment)
-    if current != previous.fingerprint:
+    if current != _without_key_checksum(previous.fingerprint):
         return False
     if any(s.quiet_hours is not None for s in segment.syncs):  # deferred sends are due later
         return False
@@ -152,13 +156,35 @@ def _fingerprints(project: Project, catalog: Catalog, store: StateStore, segment
     return out
 
 
+_KEYS = ":keys"
+
+
+def _with_key_checksum(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
+                       fingerprint: str | None) -> str | None:
+    """The fingerprint with the entity's key checksum, when the segment is evaluated."""
+    if fingerprint is None:
+        return None
+    query = key_checksum_query(project, catalog, plan_incremental(project, segment))
+    if query is None:
+        return fingerprint
+    values = json.loads(fingerprint)
+    values[segment.entity + _KEYS] = str(store.wh.fetchall(query)[0][0])
+    return json.dumps(values, sort_keys=True)
+
+
+def _without_key_checksum(fingerprint: str | None) -> str | None:
+    if fingerprint is None or not fingerprint.startswith("{"):
+        return fingerprint
+    return json.dumps({k: v for k, v in json.loads(fingerprint).items() if not k.endswith(_KEYS)}, sort_keys=True)
+
+
 def _same_entity_keys(segment: Segment, previous: str | None, current: str | None) -> bool:
     """Whether the entity table's row count and key checksum are as at the previous run."""
     if previous is None or current is None or not previous.startswith("{"):
         return False
-    key = rows_key(segment.entity)
-    rows = json.loads(current).get(key)
-    return ":" in str(rows) and json.loads(previous).get(key) == rows
+    before, now = json.loads(previous), json.loads(current)
+    keys = (rows_key(segment.entity), segment.entity + _KEYS)
+    return keys[1] in now and all(before.get(k) == now.get(k) for k in keys)
 
 
 def _deleted(project: Project, catalog: Catalog, store: StateStore, segment: Segment) -> exp.Select:
