@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlglot import exp
 
 from revseg.compile.catalog import Catalog, Kind
+from revseg.compile.conditions import model_source
 from revseg.compile.values import timestamp_literal
 from revseg.spec.conditions import (
     AggregateCondition,
@@ -186,8 +187,7 @@ def candidate_parts(project: Project, catalog: Catalog, plan: IncrementalPlan, p
             ))
         if not conditions:
             continue
-        source = model.table.copy() if model.table is not None else exp.Subquery(this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
-        parts.append(exp.select(exp.alias_(key, "k")).from_(source).where(exp.or_(*conditions)))
+        parts.append(exp.select(exp.alias_(key, "k")).from_(model_source(model, "m")).where(exp.or_(*conditions)))
     return parts
 
 
@@ -205,8 +205,7 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
     for name in sorted(plan.boundaries):
         model = project.models[name]
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
-        source = model.table.copy() if model.table is not None else exp.Subquery(
-            this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
+        source = model_source(model, "m")
         count = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
         selects.append(exp.alias_(exp.select(count).from_(source.copy()).subquery(), rows_key(name), quoted=True))
         for i, since in enumerate(sinces if change else ()):
@@ -236,11 +235,27 @@ def key_checksum_query(project: Project, catalog: Catalog, plan: IncrementalPlan
     model = project.models[plan.entity]
     if catalog.key_hash is None or not model.primary_key:
         return None
-    source = model.table.copy() if model.table is not None else exp.Subquery(
-        this=model.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
     checksum = exp.Sum(this=catalog.key_hash(_column(catalog, plan.entity, model.primary_key)))
     return exp.select(exp.Coalesce(this=exp.cast(checksum, exp.DataType.build("TEXT")),
-                                   expressions=[exp.Literal.string("0")])).from_(source)
+                                   expressions=[exp.Literal.string("0")])).from_(model_source(model, "m"))
+
+
+def deleted_members_query(project: Project, catalog: Catalog, plan: IncrementalPlan, stage: exp.Table) -> exp.Select:
+    """``SELECT k``: stored members (``stage``, ids as text) whose entity row is gone; deletes
+    carry no watermark. NOT EXISTS, not NOT IN: engines run it as an anti join."""
+    entity = project.models[plan.entity]
+    key = catalog.column(entity.name, entity.primary_key or "")
+    assert key is not None
+    try:
+        key_type = exp.DataType.build(key.type_name)
+    except Exception:  # an engine type sqlglot cannot spell: compare as text
+        key_type = exp.DataType.build("TEXT")
+    stored = exp.TryCast(this=exp.column("id", table="s"), to=key_type)
+    pk = exp.column(exp.to_identifier(key.name, quoted=True), table="e")
+    present = exp.select(exp.Literal.number(1)).from_(model_source(entity, "e")).where(
+        exp.EQ(this=exp.cast(pk, key_type) if key_type.is_type("text") else pk, expression=stored.copy()))
+    return exp.select(exp.alias_(stored.copy(), "k")).from_(exp.alias_(stage.copy(), "s", table=True)).where(
+        exp.and_(exp.not_(exp.Is(this=stored.copy(), expression=exp.Null())), exp.not_(exp.Exists(this=present))))
 
 
 def _joined(parts: list[exp.Expr]) -> list[exp.Expr]:

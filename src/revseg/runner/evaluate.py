@@ -18,12 +18,14 @@ from datetime import datetime
 from sqlglot import exp
 
 from revseg.compile.candidates import (
+    IncrementalPlan,
     NotIncremental,
     candidate_parts,
     candidates_query,
+    deleted_members_query,
     fingerprint_query,
-    plan_incremental,
     key_checksum_query,
+    plan_incremental,
     rows_key,
 )
 from revseg.compile.catalog import Catalog
@@ -31,7 +33,7 @@ from revseg.compile.delta import HASH, stage_query
 from revseg.compile.membership import ID, membership_query
 from revseg.spec.project import Project, Segment
 from revseg.state.store import StateStore
-from revseg.state.watermarks import LastRun, last_run, syncs_settled
+from revseg.state.watermarks import Fingerprint, LastRun, last_run, syncs_settled
 
 
 @dataclass(frozen=True)
@@ -63,18 +65,19 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
              *, full_refresh: bool) -> Evaluation:
     previous = last_run(store, segment.name)
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
-    # the next run compares with the first; this one compares the second with the previous run's
-    if previous is not None and previous.as_of != as_of:
-        fingerprint, current = _fingerprints(project, catalog, store, segment, as_of, previous.as_of)
-    else:
-        fingerprint = current = _fingerprints(project, catalog, store, segment, as_of)[0]
+    plan = _plan(project, segment)
+    # this run records the first for the next run; it compares the second with the previous run's
+    since_previous = previous.as_of if previous is not None else as_of
+    fingerprint, current = _fingerprints(project, catalog, store, plan, as_of, since_previous)
     version = store.stage_version(segment.name)
     # the stored membership is exactly the previous run's, unless a killed run patched it since
     clean = previous is not None and version == previous.as_of
-    if reason is None and clean and _nothing_to_do(project, catalog, store, segment, previous, as_of, current):
+    if reason is None and clean and plan is not None and current is not None:
         assert previous is not None
-        return Evaluation("skipped", previous.members, 0, fingerprint=fingerprint)
-    fingerprint = _with_key_checksum(project, catalog, store, segment, fingerprint)
+        if _nothing_to_do(project, catalog, store, segment, plan, previous, as_of, current):
+            return Evaluation("skipped", previous.members, 0, fingerprint=_recorded(fingerprint))
+    if plan is not None and fingerprint is not None:
+        fingerprint = _with_key_checksum(project, catalog, store, plan, fingerprint)
     stored = store.stage_columns(segment.name)
     if reason is None and stored is None:
         reason = "no stored membership (first run of this revseg version)"
@@ -84,35 +87,42 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
         full = membership_query(project, catalog, segment.name, as_of)
         traits = trait_names(segment, full)
         return _full(store, segment, stage_query(full, traits), stored == [ID, *traits, HASH], as_of, reason,
-                     fingerprint, clean)
-    assert previous is not None and segment.where is not None  # sql: segments always run in full
+                     _recorded(fingerprint), clean)
+    assert previous is not None and plan is not None and segment.where is not None  # else always full
     traits = [t.name for t in segment.traits]
-    plan = plan_incremental(project, segment)
     # only candidates are evaluated; the stored membership (with traits) is patched for them.
     # If a killed run changed it after the previous recorded run, syncs must diff in full.
-    candidates = store.scratch(f"cand__{segment.name}")
+    candidates = store.run_table(segment.name, "cand")
     keys: exp.Query = candidates_query(project, catalog, plan, previous.as_of, as_of)
-    if not _same_entity_keys(segment, previous.fingerprint, fingerprint):  # rows may have been deleted
-        keys = exp.union(keys, _deleted(project, catalog, store, segment), distinct=True)
+    if not _same_entity_keys(plan, previous.fingerprint, fingerprint):  # rows may have been deleted
+        keys = exp.union(keys, deleted_members_query(project, catalog, plan, store.stage_table(segment.name)),
+                         distinct=True)
     store.replace_table(candidates, exp.select(
         exp.column("k"), exp.alias_(exp.cast(exp.column("k"), exp.DataType.build("TEXT")), "id")).from_(keys.subquery("c")))
     count = int(store.scalar(exp.select(exp.Count(this=exp.Star())).from_(candidates.copy())))
-    changed = store.scratch(f"changed__{segment.name}")
+    changed = store.run_table(segment.name, "changed")
     store.replace_table(changed, stage_query(
         membership_query(project, catalog, segment.name, as_of, candidates=candidates), traits))
     members = store.patch_stage(segment.name, candidates, changed, as_of)
-    return Evaluation("incremental", members, count, fingerprint=fingerprint,
+    return Evaluation("incremental", members, count, fingerprint=_recorded(fingerprint),
                       candidates_table=candidates, changed_table=changed,
                       previous_as_of=previous.as_of if clean else None)
 
 
-def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segment: Segment, previous: LastRun,
-                   as_of: datetime, current: str | None) -> bool:
+def _plan(project: Project, segment: Segment) -> IncrementalPlan | None:
+    try:
+        return plan_incremental(project, segment)
+    except NotIncremental:
+        return None
+
+
+def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segment: Segment, plan: IncrementalPlan,
+                   previous: LastRun, as_of: datetime, current: Fingerprint) -> bool:
     """No row arrived or changed since the previous run (``current``: the fingerprint since its
     as_of), no entity crossed a boundary since then, and every sync of the segment is settled:
     the run can skip the segment."""
-    plan = plan_incremental(project, segment)
-    if current != _without_key_checksum(previous.fingerprint):
+    recorded = previous.fingerprint or {}
+    if current != {name: value for name, value in recorded.items() if not name.endswith(_KEYS)}:
         return False
     if any(s.quiet_hours is not None for s in segment.syncs):  # deferred sends are due later
         return False
@@ -131,7 +141,7 @@ def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns:
     if not same_columns:  # first run, or other traits: rebuild it
         store.set_stage_version(segment.name, as_of)
         return Evaluation("full", store.stage(segment.name, staged), reason=reason, fingerprint=fingerprint)
-    fresh = store.scratch(f"fresh__{segment.name}")
+    fresh = store.run_table(segment.name, "fresh")
     store.replace_table(fresh, staged)
     candidates, changed = store.restage(segment.name, fresh)
     members = store.patch_stage(segment.name, candidates, changed, as_of)
@@ -139,73 +149,41 @@ def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns:
                       candidates_table=candidates if clean else None, changed_table=changed if clean else None)
 
 
-def _fingerprints(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
-                  *sinces: datetime) -> list[str | None]:
-    """Per ``since``: what a run following a run at ``since`` compares to decide it has no new
-    data (one query for all)."""
-    try:
-        plan = plan_incremental(project, segment)
-    except NotIncremental:
-        return [None for _ in sinces]
-    query = fingerprint_query(project, catalog, plan, *sinces)
-    values = dict(zip(query.named_selects, (str(v) for v in store.wh.fetchall(query)[0]), strict=True))
-    out: list[str | None] = []
-    for i in range(len(sinces)):
-        mine = {name.split("@")[0]: value for name, value in values.items() if "@" not in name or name.endswith(f"@{i}")}
-        out.append(json.dumps(mine, sort_keys=True))
-    return out
-
-
+#: the fingerprint key of the entity's key checksum (taken only when a segment is evaluated)
 _KEYS = ":keys"
 
 
-def _with_key_checksum(project: Project, catalog: Catalog, store: StateStore, segment: Segment,
-                       fingerprint: str | None) -> str | None:
-    """The fingerprint with the entity's key checksum, when the segment is evaluated."""
-    if fingerprint is None:
-        return None
-    query = key_checksum_query(project, catalog, plan_incremental(project, segment))
+def _fingerprints(project: Project, catalog: Catalog, store: StateStore, plan: IncrementalPlan | None,
+                  as_of: datetime, since_previous: datetime) -> tuple[Fingerprint | None, Fingerprint | None]:
+    """What the next run compares (since ``as_of``) and what this one compares with the
+    previous run's (since its as_of), in one query."""
+    if plan is None:
+        return None, None
+    sinces = [as_of] if since_previous == as_of else [as_of, since_previous]
+    query = fingerprint_query(project, catalog, plan, *sinces)
+    values = dict(zip(query.named_selects, (str(v) for v in store.wh.fetchall(query)[0]), strict=True))
+    out = [{name.split("@")[0]: value for name, value in values.items() if "@" not in name or name.endswith(f"@{i}")}
+           for i in range(len(sinces))]
+    return out[0], out[-1]
+
+
+def _with_key_checksum(project: Project, catalog: Catalog, store: StateStore, plan: IncrementalPlan,
+                       fingerprint: Fingerprint) -> Fingerprint:
+    query = key_checksum_query(project, catalog, plan)
     if query is None:
         return fingerprint
-    values = json.loads(fingerprint)
-    values[segment.entity + _KEYS] = str(store.wh.fetchall(query)[0][0])
-    return json.dumps(values, sort_keys=True)
+    return {**fingerprint, plan.entity + _KEYS: str(store.wh.fetchall(query)[0][0])}
 
 
-def _without_key_checksum(fingerprint: str | None) -> str | None:
-    if fingerprint is None or not fingerprint.startswith("{"):
-        return fingerprint
-    return json.dumps({k: v for k, v in json.loads(fingerprint).items() if not k.endswith(_KEYS)}, sort_keys=True)
-
-
-def _same_entity_keys(segment: Segment, previous: str | None, current: str | None) -> bool:
+def _same_entity_keys(plan: IncrementalPlan, previous: Fingerprint | None, current: Fingerprint | None) -> bool:
     """Whether the entity table's row count and key checksum are as at the previous run."""
-    if previous is None or current is None or not previous.startswith("{"):
+    if previous is None or current is None or plan.entity + _KEYS not in current:
         return False
-    before, now = json.loads(previous), json.loads(current)
-    keys = (rows_key(segment.entity), segment.entity + _KEYS)
-    return keys[1] in now and all(before.get(k) == now.get(k) for k in keys)
+    return all(previous.get(k) == current.get(k) for k in (rows_key(plan.entity), plan.entity + _KEYS))
 
 
-def _deleted(project: Project, catalog: Catalog, store: StateStore, segment: Segment) -> exp.Select:
-    """Stored members whose entity row is gone: they leave (deletes carry no watermark)."""
-    entity = project.models[segment.entity]
-    key = catalog.column(entity.name, entity.primary_key or "")
-    assert key is not None
-    try:
-        key_type = exp.DataType.build(key.type_name)
-    except Exception:  # an engine type sqlglot cannot spell: compare as text
-        key_type = exp.DataType.build("TEXT")
-    stored = exp.TryCast(this=exp.column("id", table="s"), to=key_type)
-    source = entity.table.copy() if entity.table is not None else exp.Subquery(
-        this=entity.query, alias=exp.TableAlias(this=exp.to_identifier("m")))
-    pk = exp.column(exp.to_identifier(key.name, quoted=True), table="e")
-    present = exp.select(exp.Literal.number(1)).from_(exp.alias_(source, "e", table=True)).where(
-        exp.EQ(this=exp.cast(pk, key_type) if key_type.is_type("text") else pk, expression=stored.copy()))
-    # NOT EXISTS, not NOT IN: engines run it as an anti join (NOT IN must mind NULLs)
-    return exp.select(exp.alias_(stored.copy(), "k")).from_(
-        exp.alias_(store.stage_table(segment.name), "s", table=True)).where(
-        exp.and_(exp.not_(exp.Is(this=stored.copy(), expression=exp.Null())), exp.not_(exp.Exists(this=present))))
+def _recorded(fingerprint: Fingerprint | None) -> str | None:
+    return None if fingerprint is None else json.dumps(fingerprint, sort_keys=True)
 
 
 def _full_reason(project: Project, segment: Segment, previous: object, as_of: datetime,

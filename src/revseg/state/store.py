@@ -24,7 +24,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from revseg.compile.delta import HASH
-from revseg.compile.values import timestamp_literal
+from revseg.compile.values import number_literal, timestamp_literal
 from revseg.errors import StateError
 from revseg.state.schema import LATEST, MIGRATIONS, create_table, table
 from revseg.warehouse.base import Warehouse
@@ -47,6 +47,10 @@ def _all_empty(traits: Any) -> list[exp.Expr]:
     ]
 
 
+#: a segment's scratch tables: the whole fresh membership of a full run, the candidates
+#: (keys that may have changed) and their new rows
+RUN_TABLES = ("fresh", "cand", "changed")
+
 _MEMBER_COLUMNS = ["sync", "id", "hash", "pending", "payload", "updated_at"]
 
 
@@ -58,7 +62,7 @@ def _value(value: Any) -> exp.Expr:
     if isinstance(value, datetime):
         return timestamp_literal(value)
     if isinstance(value, (int, float)):
-        return exp.Literal.number(value)
+        return number_literal(value)
     return _s(str(value))
 
 
@@ -164,8 +168,10 @@ class StateStore:
         """A temporary table for this run only (candidates, changes, deltas)."""
         return exp.table_(f"revseg_{self.schema}__{name}", quoted=True)
 
-    def has_stage(self, segment: str) -> bool:
-        return self.stage_columns(segment) is not None
+    def run_table(self, segment: str, kind: str) -> exp.Table:
+        """One of a segment's scratch tables of this run (``RUN_TABLES``)."""
+        assert kind in RUN_TABLES, kind
+        return self.scratch(f"{kind}__{_ident(segment)}")
 
     def stage_columns(self, segment: str) -> list[str] | None:
         """The stored membership's column names, or None when there is none yet."""
@@ -178,8 +184,7 @@ class StateStore:
         differ, not every member. Returns (ids that changed, their new rows) like an
         incremental run's candidates: rows are equal when their id and trait hash are."""
         stage = self.stage_table(segment)
-        changed = self.scratch(f"changed__{_ident(segment)}")
-        candidates = self.scratch(f"cand__{_ident(segment)}")
+        changed, candidates = self.run_table(segment, "changed"), self.run_table(segment, "cand")
         f_id, s_id = exp.column("id", table="f"), exp.column("id", table="s")
         same = exp.and_(exp.EQ(this=f_id.copy(), expression=s_id.copy()),
                         exp.EQ(this=exp.column(HASH, table="f"), expression=exp.column(HASH, table="s")))
@@ -539,8 +544,8 @@ class StateStore:
         next incremental run patches it."""
         for sync in syncs:
             self.drop(self.delta_table(sync))
-        for prefix in ("fresh", "cand", "changed"):
-            self.drop(self.scratch(f"{prefix}__{_ident(segment)}"))
+        for kind in RUN_TABLES:
+            self.drop(self.run_table(segment, kind))
 
 
 class _Transaction:

@@ -4,6 +4,7 @@ syncs have anything left to deliver."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,12 +13,17 @@ from sqlglot import exp
 from revseg.state.store import StateStore
 
 
+#: per model read: its row count, its recent changes, the entity's key checksum (see
+#: revseg.compile.candidates.fingerprint_query); stored as JSON with each segment run
+Fingerprint = dict[str, str]
+
+
 @dataclass(frozen=True)
 class LastRun:
     as_of: datetime
     definition_hash: str
     last_full_as_of: datetime | None
-    fingerprint: str | None
+    fingerprint: Fingerprint | None
     members: int  # committed by that run
 
 
@@ -39,7 +45,16 @@ def last_run(store: StateStore, segment: str) -> LastRun | None:
     if not rows:
         return None
     as_of, definition, fingerprint, last_full, members = rows[0]
-    return LastRun(as_of, str(definition), last_full, fingerprint, int(members or 0))
+    return LastRun(as_of, str(definition), last_full, _parsed(fingerprint), int(members or 0))
+
+
+def _parsed(fingerprint: str | None) -> Fingerprint | None:
+    """A recorded fingerprint; None for none, or one in an older revseg's format."""
+    try:
+        value = json.loads(fingerprint) if fingerprint else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
