@@ -79,7 +79,7 @@ class Quiet(Destination):
 
 
 def test_a_template_that_fails_on_one_record_rejects_that_record(tmp_path: Path) -> None:
-    """``SyncRun._operations`` catches only ``jinja2.TemplateError`` around ``template.render``.
+    """``prepare_page`` (runner/operations.py) catches only ``jinja2.TemplateError`` around ``template.render``.
     A template that is valid but fails on one record's data with an ordinary exception
     (``{{ first_name + '!' }}`` on a NULL first name raises TypeError, ``{{ 1 / n }}`` a
     ZeroDivisionError) escapes the delivery loop and aborts the whole run with a traceback, on

@@ -7,7 +7,6 @@ guardrails and state commits live here; destinations only send a batch.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -18,17 +17,17 @@ from typing import Any
 
 import jinja2
 import jinja2.sandbox
-import orjson
 import pyarrow as pa
 from sqlglot import exp
 
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, DeltaSpec, delta_query, stage_query
 from revseg.compile.membership import membership_query, traits_query
-from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Destination, Operation
+from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Destination
 from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
+from revseg.runner.operations import PreparedBatch, inflight_table, prepare_page
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
@@ -76,7 +75,6 @@ class SyncRun:
         #: destinations that stayed unreachable after retries in this run: later syncs to
         #: them fail at once instead of retrying again (the next run delivers everything)
         self.down: dict[str, str] = {}
-        self._deferred = 0
         self._recorded = False
 
     # -- the run --------------------------------------------------------------------
@@ -262,7 +260,6 @@ class SyncRun:
             return
         trigger_on = sync.on if sync.mode == "trigger" else None
         ops = SENDS[sync.mode]
-        self._deferred = 0
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
         open_rejections = self.store.open_rejections(sync.name)
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender:
@@ -273,7 +270,7 @@ class SyncRun:
             # flight only with (mirror, upsert: in the same transaction as) the previous
             # batch's acknowledgement, so at most one batch is ever in flight.
             for prepared in self._prepared(sync, destination, report, template, ops):
-                rows = _inflight_table(prepared)
+                rows = inflight_table(prepared)
                 recorded = False
                 if flight is not None:
                     rejected = self._outcome(flight, trigger_on)
@@ -296,10 +293,9 @@ class SyncRun:
                 self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections)
                 self._batch_done(sync, flight.prepared.done, total)
             report.batches = number
-            report.deferred, self._deferred = self._deferred, 0
 
     def _prepared(self, sync: Sync, destination: Destination, report: SyncReport,
-                  template: jinja2.Template | None, ops: tuple[str, ...]) -> Iterator[_Prepared]:
+                  template: jinja2.Template | None, ops: tuple[str, ...]) -> Iterator[PreparedBatch]:
         """The delta a page at a time, as operations ready to send (pages with nothing to
         send or record are skipped); ``done`` counts the delta rows read so far."""
         size = self._batch_size(sync, destination)
@@ -311,12 +307,13 @@ class SyncRun:
             after += size
             if page.num_rows == 0:
                 continue
-            operations, state, skipped, failed = self._operations(
-                sync, page, template, destination.capabilities.supports_update)
-            report.skipped += skipped
             done += page.num_rows
-            if operations or failed:
-                yield _Prepared(operations, state, failed, done)
+            prepared = prepare_page(sync, page, template, destination.capabilities.supports_update,
+                                    self.options.as_of, done)
+            report.skipped += prepared.skipped
+            report.deferred += prepared.deferred  # quiet hours: sent by the next run after them
+            if prepared.operations or prepared.failed:
+                yield prepared
 
     def _batch_done(self, sync: Sync, done: int, total: int) -> None:
         if self.lock is not None:
@@ -324,7 +321,7 @@ class SyncRun:
         self.progress("batch", {"sync": sync.name, "done": done, "total": total})
 
     def _submit(self, sender: ThreadPoolExecutor, destination: Destination, segment: Segment, sync: Sync,
-                number: int, prepared: _Prepared) -> _InFlight:
+                number: int, prepared: PreparedBatch) -> _InFlight:
         """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
         batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of,
                       tuple(prepared.operations))
@@ -375,124 +372,13 @@ class SyncRun:
                 report.rejections.append({"id": record_id, "reason": reason})
         return open_rejections or bool(report.rejected)
 
-    def _operations(
-        self, sync: Sync, page: pa.Table, template: jinja2.Template | None, supports_update: bool
-    ) -> tuple[list[Operation], dict[str, list[Any]], int, dict[str, str]]:
-        """Rows of the delta as operations, plus the columns recorded in flight for them
-        (id, op, hash, payload = the identifiers sent, held). Members with no usable
-        identifier are skipped; a template that fails to render rejects its record.
-
-        An update whose identifiers changed (a new email) becomes a remove of the held
-        identifiers and an add of the new ones, removes first in the batch, so the old email
-        does not stay in the audience; one whose identifiers did not change is sent as an
-        update, or, where the API has no update, acknowledged without sending.
-
-        The page is read a column at a time (no dict per row from Arrow); each row's
-        traits become the operation's own dict.
-        """
-        operations: list[Operation] = []
-        removes: list[Operation] = []  # held identifiers of updates whose identifiers changed
-        state: dict[str, list[Any]] = {"id": [], "op": [], "hash": [], "payload": [], "held": []}
-        skipped = 0
-        failed: dict[str, str] = {}
-        size = page.num_rows
-        columns = {name: page.column(name).to_pylist() for name in page.column_names}
-
-        def take(name: str, default: Any) -> list[Any]:
-            return columns.pop(name) if name in columns else [default] * size
-
-        op_column, id_column = take("op", None), take("id", None)
-        held_payloads, held_column, hashes = take("held_payload", None), take("held", False), take("hash", None)
-        columns.pop("rn", None)
-        names = list(columns)
-        trait_rows = zip(*columns.values(), strict=True) if names else itertools.repeat((), size)
-        identifier_columns = [(kind, columns[t]) for kind, t in sync.identifiers.items() if t in columns]
-        rows = zip(op_column, id_column, held_payloads, held_column, hashes, trait_rows, strict=True)
-        for i, (op, raw_id, held_payload, raw_held, row_hash, values) in enumerate(rows):
-            op = str(op)
-            record_id = str(raw_id)
-            held = bool(raw_held)
-            if op == "remove":
-                traits: dict[str, Any] = {}
-                identifiers = orjson.loads(held_payload) if held_payload else {}
-            else:
-                traits = dict(zip(names, values))  # noqa: B905 - one value per trait column
-                identifiers = {}
-                for kind, column in identifier_columns:
-                    value = column[i]
-                    if value is not None and value != "":
-                        identifiers[kind] = value if type(value) is str else str(value)
-            if sync.identifiers and not identifiers and op != "remove":
-                skipped += 1
-                continue
-            if op == "trigger" and sync.quiet_hours is not None:
-                zone = traits.get(sync.quiet_hours.timezone_trait) if sync.quiet_hours.timezone_trait else None
-                if sync.quiet_hours.active(self.options.as_of, str(zone) if zone else None):
-                    self._deferred += 1  # not sent, not recorded: the next run after quiet hours sends it
-                    continue
-            message = None
-            if op == "trigger" and template is not None:
-                try:
-                    message = template.render(id=record_id, **traits)
-                except Exception as exc:  # noqa: BLE001 - one record's data must not stop the run
-                    failed[record_id] = f"template error: {type(exc).__name__}: {exc}"
-                    continue
-            operation: Operation | None = Operation(op, record_id, traits, identifiers, message)  # type: ignore[arg-type]
-            if op == "update" and sync.identifiers:
-                previous = orjson.loads(held_payload) if held_payload else {}
-                if previous != identifiers:
-                    if previous:
-                        removes.append(Operation("remove", record_id, {}, previous))
-                    operation = Operation("add", record_id, traits, identifiers)
-                elif not supports_update:
-                    operation = None
-            elif op == "update" and not supports_update:
-                operation = None
-            if operation is not None:
-                operations.append(operation)
-            state["id"].append(record_id)
-            state["op"].append(op)
-            state["hash"].append(row_hash)
-            state["payload"].append(held_payload if op == "remove" else _payload_of(identifiers))
-            state["held"].append(held)
-        return removes + operations, state, skipped, failed
-
-
-@dataclass
-class _Prepared:
-    """A page of the delta turned into operations, not yet recorded or sent."""
-
-    operations: list[Operation]
-    state: dict[str, list[Any]]  # the inflight columns: id, op, hash, payload, held
-    failed: dict[str, str]  # id -> reason, rejected before sending (templates)
-    done: int  # delta rows read up to and including this page
-
-
 @dataclass
 class _InFlight:
     """A batch recorded in flight; ``future`` is its send (None: nothing to send)."""
 
     number: int
-    prepared: _Prepared
+    prepared: PreparedBatch
     future: Future[BatchResult] | None
-
-
-_INFLIGHT = pa.schema([("id", pa.string()), ("op", pa.string()), ("hash", pa.string()),
-                       ("payload", pa.string()), ("held", pa.bool_())])
-
-
-def _inflight_table(prepared: _Prepared) -> pa.Table:
-    """The rows a batch records in flight: its operations' and its failed records'."""
-    state = prepared.state
-    for record_id in prepared.failed:
-        for column, value in (("id", record_id), ("op", "trigger"), ("hash", None), ("payload", None),
-                              ("held", False)):
-            state[column].append(value)
-    return pa.table(state, schema=_INFLIGHT)
-
-
-def _payload_of(identifiers: dict[str, str]) -> str | None:
-    return orjson.dumps(identifiers, option=orjson.OPT_SORT_KEYS).decode() if identifiers else None
 
 
 def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:
@@ -504,8 +390,6 @@ def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:
 
 
 def _count(source: Any) -> Any:
-    from sqlglot import exp
-
     return exp.select(exp.Count(this=exp.Star())).from_(source)
 
 
