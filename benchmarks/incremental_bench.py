@@ -49,7 +49,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sync_bench import AS_OF, generate, ts  # noqa: E402  (data generation is shared)
+from sync_bench import AS_OF, generate, project_yml, ts  # noqa: E402  (data and project are shared)
 
 BIG = "big_spenders"
 RT = "cart_abandoners_rt"
@@ -123,35 +123,7 @@ def write_project(project: Path, ltv: float, spend: float) -> None:
     (project / "segments").mkdir(parents=True, exist_ok=True)
     (project / "destinations").mkdir(parents=True, exist_ok=True)
     (project / "out").mkdir(exist_ok=True)
-    (project / "revseg.yml").write_text(f"""\
-name: incremental_bench
-target: dev
-targets:
-  dev:
-    type: duckdb
-    path: warehouse.duckdb
-state_schema: revseg
-entity: customers
-models:
-  customers:
-    table: customers
-    primary_key: customer_id
-    updated_at: updated_at
-  events:
-    table: events
-    entity_key: customer_id
-    timestamp: ts
-    loaded_at: loaded_at
-    name: event_name
-  orders:
-    table: orders
-    entity_key: customer_id
-    timestamp: ordered_at
-    loaded_at: loaded_at
-vars:
-  min_ltv: {ltv}
-  min_spend_90d: {spend}
-""")
+    (project / "revseg.yml").write_text(project_yml("incremental_bench", ltv, spend, loaded_at=True))
     (project / "segments" / f"{BIG}.yml").write_text(f"""\
 name: {BIG}
 where:

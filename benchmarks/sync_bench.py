@@ -150,11 +150,11 @@ def in_child(fn, *args):  # noqa: ANN001, ANN201 - any picklable function and ar
 
 
 # -- the revseg project ----------------------------------------------------------------
-def write_project(project: Path, ltv: float, spend: float) -> None:
-    (project / "segments").mkdir(parents=True, exist_ok=True)
-    (project / "destinations").mkdir(parents=True, exist_ok=True)
-    (project / "revseg.yml").write_text(f"""\
-name: sync_bench
+def project_yml(name: str, ltv: float, spend: float, loaded_at: bool = False) -> str:
+    """revseg.yml over the generated tables (``loaded_at``: events and orders declare it)."""
+    landed = "\n    loaded_at: loaded_at" if loaded_at else ""
+    return f"""\
+name: {name}
 target: dev
 targets:
   dev:
@@ -171,15 +171,21 @@ models:
     table: events
     entity_key: customer_id
     timestamp: ts
-    name: event_name
+    name: event_name{landed}
   orders:
     table: orders
     entity_key: customer_id
-    timestamp: ordered_at
+    timestamp: ordered_at{landed}
 vars:
   min_ltv: {ltv}
   min_spend_90d: {spend}
-""")
+"""
+
+
+def write_project(project: Path, ltv: float, spend: float) -> None:
+    (project / "segments").mkdir(parents=True, exist_ok=True)
+    (project / "destinations").mkdir(parents=True, exist_ok=True)
+    (project / "revseg.yml").write_text(project_yml("sync_bench", ltv, spend))
     (project / "segments" / f"{SEGMENT}.yml").write_text(f"""\
 name: {SEGMENT}
 description: High lifetime value, spent in the last 90 days, browsing this week
