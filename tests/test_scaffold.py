@@ -50,6 +50,20 @@ def test_the_starter_validates(tmp_path: Path) -> None:
     assert (tmp_path / "warehouse.duckdb").is_file()  # seeded on first use
 
 
+def test_deleting_the_database_reseeds_it_even_with_its_wal_left_behind(tmp_path: Path) -> None:
+    """revseg leaves commits in ``warehouse.duckdb.wal`` (no checkpoint on close); a user who
+    deletes only the database file to start over must get a fresh seeded one."""
+    scaffold_project(tmp_path)
+    first = revseg("sync", "--json", "--project-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "warehouse.duckdb.wal").is_file()
+    (tmp_path / "warehouse.duckdb").unlink()
+    again = revseg("sync", "--json", "--project-dir", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    entered = {s["name"]: s["entered"] for s in json.loads(again.stdout)["segments"]}
+    assert entered == {"big_spenders": 1, "cart_abandoners": 2}  # a fresh start: all enter again
+
+
 def test_every_starter_segment_has_the_members_its_comments_promise(tmp_path: Path) -> None:
     scaffold_project(tmp_path)
     abandoners = members(tmp_path, "cart_abandoners")

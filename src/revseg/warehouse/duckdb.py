@@ -45,6 +45,8 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         fresh = self.path != ":memory:" and not Path(self.path).exists()
+        if fresh:  # a WAL left beside a deleted file belongs to that file: never replay it here
+            Path(f"{self.path}.wal").unlink(missing_ok=True)
         deadline = time.monotonic() + float(self.config.get("lock_timeout", LOCK_WAIT_SECONDS))
         while True:
             try:
