@@ -69,7 +69,7 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     # this run records the first for the next run; it compares the second with the previous run's
     since_previous = previous.as_of if previous is not None else as_of
     fingerprint, current = _fingerprints(project, catalog, store, plan, as_of, since_previous)
-    version = store.stage_version(segment.name)
+    version = previous.stage_as_of if previous is not None else None
     # the stored membership is exactly the previous run's, unless a killed run patched it since
     clean = previous is not None and version == previous.as_of
     if reason is None and clean and plan is not None and current is not None:
@@ -97,9 +97,8 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     if not _same_entity_keys(plan, previous.fingerprint, fingerprint):  # rows may have been deleted
         keys = exp.union(keys, deleted_members_query(project, catalog, plan, store.stage_table(segment.name)),
                          distinct=True)
-    store.replace_table(candidates, exp.select(
+    count = store.replace_table(candidates, exp.select(
         exp.column("k"), exp.alias_(exp.cast(exp.column("k"), exp.DataType.build("TEXT")), "id")).from_(keys.subquery("c")))
-    count = int(store.scalar(exp.select(exp.Count(this=exp.Star())).from_(candidates.copy())))
     changed = store.run_table(segment.name, "changed")
     store.replace_table(changed, stage_query(
         membership_query(project, catalog, segment.name, as_of, candidates=candidates), traits))

@@ -32,7 +32,7 @@ from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
-from revseg.state.watermarks import sync_caught_up
+from revseg.state.watermarks import sync_state
 
 SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -121,22 +121,31 @@ class SyncRun:
             report = SegmentReport(segment.name, "skipped", result.members)  # as the previous run left it
             self.report.segments.append(report)
             self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
-        else:
+            report.seconds = time.monotonic() - started
+            return
+        only = (result.candidates_table, result.changed_table) \
+            if result.candidates_table is not None and result.changed_table is not None else None
+        traits = [t.name for t in segment.traits] if segment.where is not None else self.store.stage_traits(segment.name)
+        synced = [self._sync(segment, sync, traits, only, result.previous_as_of) for sync in chosen]
+        # The snapshot and history are committed after the syncs (they read the stored
+        # membership, not the snapshot): deliveries wait for nothing they do not need.
+        # One transaction with the run's records: a run killed before it left the stored
+        # membership at a later as_of than its last record, so the next run is full and
+        # compares everything; a lost sync row only makes that sync diff in full
+        # (sync_members, not this history, is what its destination holds).
+        with self.store.transaction():
             self._record_start()
-            only = (result.candidates_table, result.changed_table) \
-                if result.candidates_table is not None and result.changed_table is not None else None
             entered, exited = self.store.commit_segment(segment.name, self.options.as_of,
                                                         self.project.history_retention, only)
             report = SegmentReport(segment.name, result.mode, result.members, entered, exited)
-            self.report.segments.append(report)
-            traits = [t.name for t in segment.traits] if segment.where is not None else self.store.stage_traits(segment.name)
-            for sync in chosen:
-                self.report.syncs.append(self._sync(segment, sync, traits, only, result.previous_as_of))
-        report.seconds = time.monotonic() - started
-        if result.mode != "skipped":  # a skip leaves the watermark where it was: nothing moved
+            report.seconds = time.monotonic() - started
+            for sync_report in synced:
+                self.store.record_sync_run(self.report.run_id, sync_report, self.options.as_of, self.clock())
             self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
                                           definition_hash(self.project, segment), self.clock(), result.fingerprint)
-            self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
+        self.report.segments.append(report)
+        self.report.syncs.extend(synced)
+        self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
 
     def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:
         membership = membership_query(self.project, self.catalog, segment.name, self.options.as_of)
@@ -147,7 +156,7 @@ class SyncRun:
         self.report.segments.append(SegmentReport(segment.name, "full", members, entered, exited))
         for sync in self._selected(segment, syncs):
             report = SyncReport(segment.name, sync.destination, sync.mode)
-            query = self._delta(segment, sync, traits, staged.copy())
+            query = self._delta(segment, sync, traits, staged.copy(), self.store.first_run(sync.name))
             counts = self.store.count_delta(query)
             _fill_counts(report, counts)
             report.skipped = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else 0
@@ -173,7 +182,7 @@ class SyncRun:
         return out
 
     # -- one sync -------------------------------------------------------------------
-    def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any,
+    def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any, first_run: bool,
                only: tuple[exp.Table, exp.Table] | None = None) -> Any:
         """The sync's diff; with ``only`` (candidates, their new rows), just those ids."""
         if only is not None:
@@ -181,7 +190,7 @@ class SyncRun:
         spec = DeltaSpec(
             sync=sync.name, mode=sync.mode, traits=tuple(traits), max_attempts=sync.max_attempts,
             on=sync.on, cooldown=sync.cooldown,
-            first_run=self.store.first_run(sync.name), backfill=sync.backfill,
+            first_run=first_run, backfill=sync.backfill,
         )
         exit_traits = None
         if sync.mode == "trigger" and sync.on == "exit":
@@ -194,13 +203,16 @@ class SyncRun:
               only: tuple[exp.Table, exp.Table] | None = None, previous_as_of: datetime | None = None) -> SyncReport:
         started = time.monotonic()
         report = SyncReport(segment.name, sync.destination, sync.mode)
-        recovered = self.store.recover(sync.name, sync.on if sync.mode == "trigger" else None)
+        state = sync_state(self.store, sync.name, sync.max_attempts)
         # a sync that holds exactly the previous membership only needs the candidates' diff
-        if only is not None and (recovered or sync.quiet_hours is not None or previous_as_of is None
-                                 or not sync_caught_up(self.store, sync.name, sync.max_attempts, previous_as_of)):
+        if only is not None and (sync.quiet_hours is not None or previous_as_of is None
+                                 or not state.caught_up(previous_as_of)):
             only = None
-        query = self._delta(segment, sync, traits, self.store.stage_table(segment.name), only)
-        self.store.mark_started(sync.name, self.report.run_id, self.clock())
+        if state.in_flight:
+            self.store.recover(sync.name, sync.on if sync.mode == "trigger" else None)
+        query = self._delta(segment, sync, traits, self.store.stage_table(segment.name), state.first_run, only)
+        if state.first_run:
+            self.store.record_first_run(sync.name, self.report.run_id, self.clock())
         counts = self.store.materialize_delta(sync.name, query)
         blocked = self._guardrail(sync, counts.get("remove", 0))
         if blocked:
@@ -212,7 +224,7 @@ class SyncRun:
                 self.store.apply_bookkeeping(sync.name, sync.on, self.clock())
                 report.suppressed = counts.get("suppress", 0)
             try:
-                self._deliver(segment, sync, report, sum(counts.get(op, 0) for op in SENDS[sync.mode]))
+                self._deliver(segment, sync, report, counts, state.rejections > 0)
             except TransientDeliveryError as exc:
                 report.error = str(exc)
                 self.down[sync.destination] = f"destination '{sync.destination}' was unreachable earlier in this run"
@@ -223,7 +235,6 @@ class SyncRun:
             report.skipped = self.store.count_unsendable(segment.name, sync.name, sync.identifiers.values())
         report.finish()
         report.seconds = time.monotonic() - started
-        self.store.record_sync_run(self.report.run_id, report, self.options.as_of, self.clock())
         self.progress("sync_done", {"sync": sync.name, "report": report})
         return report
 
@@ -255,13 +266,16 @@ class SyncRun:
         sizes = [destination.capabilities.max_batch_size, sync.batch_size, destination.settings.batch_size]
         return max(1, min(s for s in sizes if s))
 
-    def _deliver(self, segment: Segment, sync: Sync, report: SyncReport, total: int) -> None:
+    def _deliver(self, segment: Segment, sync: Sync, report: SyncReport, counts: dict[str, int],
+                 open_rejections: bool) -> None:
+        """Send the materialized delta (``counts``: its rows per op) batch by batch;
+        ``open_rejections``: the sync has rejected records on record."""
+        total = sum(counts.get(op, 0) for op in SENDS[sync.mode])
         if total == 0:
             return
         trigger_on = sync.on if sync.mode == "trigger" else None
         ops = SENDS[sync.mode]
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
-        open_rejections = self.store.open_rejections(sync.name)
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender:
             number = 0
             flight: _InFlight | None = None
@@ -269,7 +283,7 @@ class SyncRun:
             # for the destination's answer to the batch in flight. Its rows are recorded in
             # flight only with (mirror, upsert: in the same transaction as) the previous
             # batch's acknowledgement, so at most one batch is ever in flight.
-            for prepared in self._prepared(sync, destination, report, template, ops):
+            for prepared in self._prepared(sync, destination, report, template, ops, sum(counts.values())):
                 rows = inflight_table(prepared)
                 recorded = False
                 if flight is not None:
@@ -295,11 +309,10 @@ class SyncRun:
             report.batches = number
 
     def _prepared(self, sync: Sync, destination: Destination, report: SyncReport,
-                  template: jinja2.Template | None, ops: tuple[str, ...]) -> Iterator[PreparedBatch]:
-        """The delta a page at a time, as operations ready to send (pages with nothing to
-        send or record are skipped); ``done`` counts the delta rows read so far."""
+                  template: jinja2.Template | None, ops: tuple[str, ...], last: int) -> Iterator[PreparedBatch]:
+        """The delta (rows ``rn`` 1 to ``last``) a page at a time, as operations ready to send
+        (pages with nothing to send or record are skipped); ``done`` counts the rows read."""
         size = self._batch_size(sync, destination)
-        last = self.store.delta_size(sync.name)
         after = 0
         done = 0
         while after < last:

@@ -17,6 +17,8 @@ and removes the others, so a mirror ends exactly equal to the segment.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,6 +80,12 @@ class StateStore:
         self.wh = warehouse
         self.schema = schema
         self._ensured = False
+        self._in_transaction = False
+        #: scratch tables this connection created and has not dropped
+        self._scratch: set[str] = set()
+        #: column names of each stored membership this connection has read or written: no
+        #: other process writes a stage while this one holds the segment's lock
+        self._stage_columns: dict[str, list[str]] = {}
 
     def t(self, name: str) -> exp.Table:
         return table(self.schema, name)
@@ -123,22 +131,41 @@ class StateStore:
             _tableref(self.schema, "runs")) is not None
 
     # -- helpers --------------------------------------------------------------------
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.wh)
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A transaction; inside another one it joins it (the outermost commits)."""
+        if self._in_transaction:
+            yield
+            return
+        self.wh.begin()
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            self.wh.rollback()
+            raise
+        self._in_transaction = False
+        self.wh.commit()
 
     def scalar(self, query: exp.Select) -> Any:
         rows = self.wh.fetchall(query)
         return rows[0][0] if rows else None
 
-    def replace_table(self, target: exp.Table, query: exp.Query) -> None:
-        """(Re)create ``target`` from a query; a scratch table (no schema) is TEMPORARY: it
-        lives in this connection only and writes nothing durable."""
-        self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
-        properties = None if target.db else exp.Properties(expressions=[exp.TemporaryProperty()])
-        self.wh.execute(exp.Create(this=target.copy(), kind="TABLE", expression=query, properties=properties))
+    def replace_table(self, target: exp.Table, query: exp.Query) -> int:
+        """(Re)create ``target`` from a query and return its number of rows; a scratch table
+        (no schema) is TEMPORARY: it lives in this connection only and writes nothing durable."""
+        scratch = not target.db
+        count = self.wh.create_table_as(target, query, temporary=scratch)
+        if scratch:
+            self._scratch.add(target.name)
+        if count is None:
+            count = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target.copy())))
+        return count
 
     def drop(self, target: exp.Table) -> None:
         self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
+        self._scratch.discard(target.name)
 
     def insert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
         """A few bookkeeping rows, as one INSERT ... VALUES (bulk data goes through Arrow)."""
@@ -160,9 +187,8 @@ class StateStore:
     # -- segments -------------------------------------------------------------------
     def stage(self, segment: str, query: exp.Select) -> int:
         """Materialize a segment's membership (with its traits' hash) for this run."""
-        target = self.stage_table(segment)
-        self.replace_table(target, query)
-        return int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target)))
+        self._stage_columns.pop(segment, None)
+        return self.replace_table(self.stage_table(segment), query)
 
     def scratch(self, name: str) -> exp.Table:
         """A temporary table for this run only (candidates, changes, deltas)."""
@@ -175,8 +201,12 @@ class StateStore:
 
     def stage_columns(self, segment: str) -> list[str] | None:
         """The stored membership's column names, or None when there is none yet."""
-        columns = self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}"))
-        return None if columns is None else [c.name for c in columns]
+        if segment not in self._stage_columns:
+            columns = self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}"))
+            if columns is None:
+                return None
+            self._stage_columns[segment] = [c.name for c in columns]
+        return list(self._stage_columns[segment])
 
     def restage(self, segment: str, fresh: exp.Table) -> tuple[exp.Table, exp.Table]:
         """A full run: patch the stored membership to equal ``fresh`` (the whole new
@@ -196,10 +226,9 @@ class StateStore:
         self.replace_table(candidates, exp.union(exp.select("id").from_(changed.copy()), gone, distinct=False))
         return candidates, changed
 
-    def stage_version(self, segment: str) -> datetime | None:
-        query = exp.select("as_of").from_(self.t("stage_versions")).where(_eq("segment", segment))
-        rows = self.wh.fetchall(query)
-        return rows[0][0] if rows else None
+    def stage_version(self, segment: str) -> exp.Select:
+        """The query of the as_of the stored membership was computed at (no row: none)."""
+        return exp.select("as_of").from_(self.t("stage_versions")).where(_eq("segment", segment))
 
     def set_stage_version(self, segment: str, as_of: datetime) -> None:
         with self.transaction():
@@ -226,8 +255,7 @@ class StateStore:
 
     def stage_traits(self, segment: str) -> list[str]:
         """Trait columns of a staged ``sql:`` segment (everything but id and the hash)."""
-        columns = self.wh.columns(_tableref(self.schema, f"stage__{_ident(segment)}")) or []
-        return [c.name for c in columns if c.name not in ("id", HASH)]
+        return [c for c in self.stage_columns(segment) or [] if c not in ("id", HASH)]
 
     def commit_segment(self, segment: str, as_of: datetime, retention: timedelta,
                        only: tuple[exp.Table, exp.Table] | None = None) -> tuple[int, int]:
@@ -309,9 +337,9 @@ class StateStore:
         query = exp.select(exp.Count(this=exp.Star())).from_(self.t("syncs")).where(_eq("sync", sync))
         return int(self.scalar(query)) == 0
 
-    def mark_started(self, sync: str, run_id: str, now: datetime) -> None:
-        if self.first_run(sync):
-            self.insert_rows("syncs", [{"sync": sync, "first_run_id": run_id, "created_at": now}])
+    def record_first_run(self, sync: str, run_id: str, now: datetime) -> None:
+        """The sync's first run started (see ``first_run``)."""
+        self.insert_rows("syncs", [{"sync": sync, "first_run_id": run_id, "created_at": now}])
 
     def held(self, sync: str) -> int:
         query = exp.select(exp.Count(this=exp.Star())).from_(self.t("sync_members")).where(_eq("sync", sync))
@@ -353,9 +381,6 @@ class StateStore:
         if not batches:
             return pa.table({})
         return pa.Table.from_batches(batches)
-
-    def delta_size(self, sync: str) -> int:
-        return int(self.scalar(exp.select(exp.Max(this=exp.column("rn"))).from_(self.delta_table(sync))) or 0)
 
     def mark_inflight(self, sync: str, run_id: str, batch: int, rows: pa.Table,
                       *, trigger_on: str | None, as_of: datetime, now: datetime) -> None:
@@ -448,10 +473,6 @@ class StateStore:
             if then is not None:
                 self.wh.insert_arrow(inflight, _inflight_rows(then[1], sync, run_id, then[0]))
 
-    def open_rejections(self, sync: str) -> bool:
-        query = exp.select(exp.Count(this=exp.Star())).from_(self.t("rejections")).where(_eq("sync", sync))
-        return int(self.scalar(query)) > 0
-
     def _record_rejections(self, sync: str, run_id: str, batch: int, now: datetime) -> None:
         """Count an attempt for each rejected id; clear the record of acknowledged ones."""
         rejections = self.t("rejections")
@@ -540,26 +561,12 @@ class StateStore:
         }])
 
     def drop_run_tables(self, segment: str, syncs: list[str]) -> None:
-        """Drop this run's scratch tables; the stage (membership with traits) is kept: the
-        next incremental run patches it."""
-        for sync in syncs:
-            self.drop(self.delta_table(sync))
-        for kind in RUN_TABLES:
-            self.drop(self.run_table(segment, kind))
-
-
-class _Transaction:
-    def __init__(self, warehouse: Warehouse) -> None:
-        self.wh = warehouse
-
-    def __enter__(self) -> None:
-        self.wh.begin()
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if kind is None:
-            self.wh.commit()
-        else:
-            self.wh.rollback()
+        """Drop the scratch tables this run created for the segment; the stage (membership
+        with traits) is kept: the next incremental run patches it."""
+        tables = [self.delta_table(sync) for sync in syncs] + [self.run_table(segment, kind) for kind in RUN_TABLES]
+        for target in tables:
+            if target.name in self._scratch:
+                self.drop(target)
 
 
 def _inflight_rows(rows: pa.Table, sync: str, run_id: str, batch: int) -> pa.Table:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlglot import exp
 
@@ -25,6 +26,9 @@ class LastRun:
     last_full_as_of: datetime | None
     fingerprint: Fingerprint | None
     members: int  # committed by that run
+    #: the as_of the stored membership was computed at: that run's, unless a killed run
+    #: patched it since
+    stage_as_of: datetime | None = None
 
 
 def _s(value: str) -> exp.Literal:
@@ -37,15 +41,16 @@ def last_run(store: StateStore, segment: str) -> LastRun | None:
     full = exp.select(exp.Max(this=exp.column("as_of"))).from_(runs.copy()).where(
         exp.and_(mine.copy(), exp.EQ(this=exp.column("mode"), expression=_s("full"))))
     latest = (
-        exp.select("as_of", "definition_hash", "fingerprint", exp.alias_(full.subquery(), "last_full"), "members")
+        exp.select("as_of", "definition_hash", "fingerprint", exp.alias_(full.subquery(), "last_full"), "members",
+                   exp.alias_(store.stage_version(segment).subquery(), "stage_as_of"))
         .from_(runs).where(mine)
         .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
     )
     rows = store.wh.fetchall(latest)
     if not rows:
         return None
-    as_of, definition, fingerprint, last_full, members = rows[0]
-    return LastRun(as_of, str(definition), last_full, _parsed(fingerprint), int(members or 0))
+    as_of, definition, fingerprint, last_full, members, stage_as_of = rows[0]
+    return LastRun(as_of, str(definition), last_full, _parsed(fingerprint), int(members or 0), stage_as_of)
 
 
 def _parsed(fingerprint: str | None) -> Fingerprint | None:
@@ -62,6 +67,13 @@ def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
     still to retry, or a failed last run: then a run without candidates has nothing to do."""
     if not syncs:
         return True
+    # one round trip: this runs on every poll of `revseg run`
+    return _settled(syncs, store.wh.fetchall(exp.select(*_unsettled(store, syncs)))[0])
+
+
+def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Expr]:
+    """Scalar subqueries: pending rows, rows in flight, rejections to retry, syncs that ran,
+    syncs whose last run failed."""
     names = [_s(name) for name, _ in syncs]
     in_syncs = exp.column("sync").isin(*names)
     pending = exp.select(exp.Count(this=exp.Star())).from_(store.t("sync_members")).where(
@@ -84,23 +96,45 @@ def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
     failed = exp.select(exp.Count(this=exp.Star())).from_(ranked.subquery("x")).where(
         exp.and_(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)),
                  exp.EQ(this=exp.column("status"), expression=_s("failed"))))
-    # one round trip: this runs on every poll of `revseg run`
-    counts = store.wh.fetchall(exp.select(*(q.subquery() for q in (pending, inflight, rejected, seen, failed))))[0]
+    return [q.subquery() for q in (pending, inflight, rejected, seen, failed)]
+
+
+def _settled(syncs: list[tuple[str, int]], counts: tuple[Any, ...]) -> bool:
     waiting, in_flight, retrying, ran, last_failed = (int(v or 0) for v in counts)
     return not (waiting or in_flight or retrying or last_failed) and ran >= len(syncs)
 
 
-def sync_caught_up(store: StateStore, sync: str, max_attempts: int, segment_as_of: datetime) -> bool:
-    """True when the sync's destination holds exactly the segment as committed at
-    ``segment_as_of``: its last run was at that as_of and succeeded, and it has nothing
-    pending, in flight or to retry. Then an incremental run's diff for it can be limited to
-    the candidates."""
-    if not syncs_settled(store, [(sync, max_attempts)]):
-        return False
-    last = (
-        exp.select("as_of", "status").from_(store.t("sync_runs"))
-        .where(exp.EQ(this=exp.column("sync"), expression=_s(sync)))
+@dataclass(frozen=True)
+class SyncState:
+    """What a sync's run needs to know before it diffs, from one query."""
+
+    settled: bool  # nothing pending, in flight or to retry, and the last run did not fail
+    first_run: bool  # the sync never started a run
+    in_flight: int  # rows of batches a killed run left in flight (see StateStore.recover)
+    rejections: int  # rejected records on record, retryable or not
+    last_as_of: datetime | None
+    last_status: str | None
+
+    def caught_up(self, segment_as_of: datetime) -> bool:
+        """Whether the destination holds exactly the segment as committed at ``segment_as_of``:
+        the last run was at that as_of and succeeded, and nothing is left to deliver. Then an
+        incremental run's diff for it can be limited to the candidates."""
+        return self.settled and self.last_as_of == segment_as_of and self.last_status == "success"
+
+
+def sync_state(store: StateStore, sync: str, max_attempts: int) -> SyncState:
+    mine = exp.EQ(this=exp.column("sync"), expression=_s(sync))
+    latest = (
+        exp.select("as_of", "status").from_(store.t("sync_runs")).where(mine)
         .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
     )
-    rows = store.wh.fetchall(last)
-    return bool(rows) and rows[0][0] == segment_as_of and rows[0][1] == "success"
+    rejections = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(mine.copy())
+    syncs = [(sync, max_attempts)]
+    row = store.wh.fetchall(exp.select(
+        *_unsettled(store, syncs), rejections.subquery(),
+        exp.select("as_of").from_(latest.subquery("l")).subquery(),
+        exp.select("status").from_(latest.copy().subquery("l")).subquery(),
+    ))[0]
+    counts, (rejected, last_as_of, last_status) = row[:5], row[5:]
+    return SyncState(settled=_settled(syncs, counts), first_run=not row[3], in_flight=int(row[1] or 0),
+                     rejections=int(rejected or 0), last_as_of=last_as_of, last_status=last_status)

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("revseg.warehouse")
 
 
+def create_statement(target: exp.Table, query: exp.Query, *, temporary: bool, replace: bool) -> exp.Create:
+    properties = exp.Properties(expressions=[exp.TemporaryProperty()]) if temporary else None
+    return exp.Create(this=target.copy(), kind="TABLE", expression=query, properties=properties, replace=replace)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -118,6 +123,13 @@ class Warehouse(ABC):
 
     @abstractmethod
     def rollback(self) -> None: ...
+
+    def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
+        """(Re)create ``target`` from ``query``; the number of rows written when the driver
+        reports it (None: count them yourself)."""
+        self.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
+        self.execute(create_statement(target, query, temporary=temporary, replace=False))
+        return None
 
     def execute_many(self, statements: Sequence[exp.Expr]) -> None:
         for statement in statements:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from revseg.errors import LockError, WarehouseError
-from revseg.warehouse.base import Column, TableRef, Warehouse
+from revseg.warehouse.base import Column, TableRef, Warehouse, create_statement
 
 #: how long to wait for another process to release the database file
 LOCK_WAIT_SECONDS = 30.0
@@ -139,6 +139,11 @@ class DuckDBWarehouse(Warehouse):
 
     def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         return list(self._run(expression).fetchall())
+
+    def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
+        """One statement (CREATE OR REPLACE), which answers with the number of rows."""
+        row = self._run(create_statement(target, query, temporary=temporary, replace=True)).fetchone()
+        return int(row[0]) if row else None
 
     def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         import duckdb

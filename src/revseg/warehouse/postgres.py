@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from revseg.errors import WarehouseError
-from revseg.warehouse.base import Column, TableRef, Warehouse
+from revseg.warehouse.base import Column, TableRef, Warehouse, create_statement
 
 
 class PostgresWarehouse(Warehouse):
@@ -81,6 +81,12 @@ class PostgresWarehouse(Warehouse):
 
     def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         return list(self._run(expression).fetchall())
+
+    def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
+        """DROP and CREATE ... AS; the command tag (``SELECT n``) gives the number of rows."""
+        self.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
+        count = self._run(create_statement(target, query, temporary=temporary, replace=False)).rowcount
+        return count if count is not None and count >= 0 else None
 
     def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         import psycopg
