@@ -177,3 +177,25 @@ def test_deleted_entity_row_leaves(tmp_path: Path, advance: timedelta, replaced:
     check(runner, tmp_path, T + advance, "incremental")
     assert committed(tmp_path, "germans") == {"1"}
     check(runner, tmp_path, T + advance, "skipped")
+
+
+def test_state_written_by_the_previous_schema_version_stays_incremental(tmp_path: Path) -> None:
+    """Migration 6 adds segment_state and sync_state (what every run reads instead of scanning
+    the run history) and fills them from the history: a project synced before the upgrade
+    goes on incrementally, neither starting over nor skipping what changed."""
+    runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    check(runner, tmp_path, T, "full")
+    check(runner, tmp_path, T + timedelta(minutes=5), "skipped")
+    check(runner, tmp_path, T + timedelta(hours=1), "skipped")
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:  # back to version 5
+        connection.execute('DROP TABLE "revseg"."segment_state"')
+        connection.execute('DROP TABLE "revseg"."sync_state"')
+        connection.execute('DELETE FROM "revseg"."schema_version" WHERE version = 6')
+    update_customer(tmp_path, 1, "FR", T + timedelta(hours=1))
+    check(runner, tmp_path, T + timedelta(hours=2), "incremental")
+    assert committed(tmp_path, "germans") == {"2"}
+    check(runner, tmp_path, T + timedelta(hours=2), "skipped")
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as connection:
+        state = connection.execute(
+            'SELECT as_of, last_full_as_of, members FROM "revseg"."segment_state"').fetchall()
+    assert state == [(T + timedelta(hours=2), T, 1)]

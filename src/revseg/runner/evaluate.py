@@ -48,6 +48,8 @@ class Evaluation:
     candidates_table: exp.Table | None = None
     changed_table: exp.Table | None = None
     previous_as_of: datetime | None = None
+    #: the as_of of the latest full run, this one included (full_refresh_every counts from it)
+    last_full_as_of: datetime | None = None
 
 
 def definition_hash(project: Project, segment: Segment) -> str:
@@ -105,7 +107,7 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     members = store.patch_stage(segment.name, candidates, changed, as_of)
     return Evaluation("incremental", members, count, fingerprint=_recorded(fingerprint),
                       candidates_table=candidates, changed_table=changed,
-                      previous_as_of=previous.as_of if clean else None)
+                      previous_as_of=previous.as_of if clean else None, last_full_as_of=previous.last_full_as_of)
 
 
 def _plan(project: Project, segment: Segment) -> IncrementalPlan | None:
@@ -139,13 +141,15 @@ def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns:
     commit has to compare; syncs still diff in full (SPEC 4: ``--full-refresh``)."""
     if not same_columns:  # first run, or other traits: rebuild it
         store.set_stage_version(segment.name, as_of)
-        return Evaluation("full", store.stage(segment.name, staged), reason=reason, fingerprint=fingerprint)
+        return Evaluation("full", store.stage(segment.name, staged), reason=reason, fingerprint=fingerprint,
+                          last_full_as_of=as_of)
     fresh = store.run_table(segment.name, "fresh")
     store.replace_table(fresh, staged)
     candidates, changed = store.restage(segment.name, fresh)
     members = store.patch_stage(segment.name, candidates, changed, as_of)
     return Evaluation("full", members, reason=reason, fingerprint=fingerprint,
-                      candidates_table=candidates if clean else None, changed_table=changed if clean else None)
+                      candidates_table=candidates if clean else None, changed_table=changed if clean else None,
+                      last_full_as_of=as_of)
 
 
 #: the fingerprint key of the entity's key checksum (taken only when a segment is evaluated)

@@ -205,7 +205,7 @@ class Runner:
         except NotIncremental as exc:
             raise UsageError(f"segment '{segment}' is always evaluated in full: {exc}") from None
         store = StateStore(warehouse, self.project.state_schema)
-        previous = last_run(store, segment) if store.exists() else None
+        previous = last_run(store, segment) if store.exists("segment_state") else None
         since = previous.as_of if previous is not None else moment
         candidates = exp.table_("candidates", quoted=True)
         keys = candidates_query(self.project, catalog, plan, since, moment)

@@ -75,7 +75,8 @@ class SyncRun:
         #: destinations that stayed unreachable after retries in this run: later syncs to
         #: them fail at once instead of retrying again (the next run delivers everything)
         self.down: dict[str, str] = {}
-        self._recorded = False
+        self._recorded = False  # the run's row is written
+        self._finished = False  # ... with its final status
 
     # -- the run --------------------------------------------------------------------
     def run(self, segments: list[str], syncs: set[str] | None = None,
@@ -91,11 +92,11 @@ class SyncRun:
         if own_lock:
             self.lock.acquire(segments, self.options.lock_wait_seconds)
         try:
-            for name in segments:
+            for i, name in enumerate(segments):
                 if self.should_stop():
                     break
-                self._segment(self.project.segments[name], syncs)
-            if self._recorded:
+                self._segment(self.project.segments[name], syncs, last=i == len(segments) - 1)
+            if self._recorded and not self._finished:
                 self.store.finish_run(self.report.run_id, self.report.status, self.clock())
         finally:
             if own_lock:
@@ -111,7 +112,7 @@ class SyncRun:
     def _selected(self, segment: Segment, syncs: set[str] | None) -> list[Sync]:
         return [s for s in segment.syncs if syncs is None or s.name in syncs]
 
-    def _segment(self, segment: Segment, syncs: set[str] | None) -> None:
+    def _segment(self, segment: Segment, syncs: set[str] | None, last: bool = False) -> None:
         started = time.monotonic()
         self.progress("segment", {"segment": segment.name})
         result = evaluate(self.project, self.catalog, self.store, segment, self.options.as_of,
@@ -129,10 +130,11 @@ class SyncRun:
         synced = [self._sync(segment, sync, traits, only, result.previous_as_of) for sync in chosen]
         # The snapshot and history are committed after the syncs (they read the stored
         # membership, not the snapshot): deliveries wait for nothing they do not need.
-        # One transaction with the run's records: a run killed before it left the stored
-        # membership at a later as_of than its last record, so the next run is full and
-        # compares everything; a lost sync row only makes that sync diff in full
-        # (sync_members, not this history, is what its destination holds).
+        # One transaction with the run's records (and, for the last segment, its status): a
+        # run killed before it left the stored membership at a later as_of than its last
+        # record, so the next run is full and compares everything; a lost sync row only makes
+        # that sync diff in full (sync_members, not this history, is what its destination holds).
+        self.report.syncs.extend(synced)
         with self.store.transaction():
             self._record_start()
             entered, exited = self.store.commit_segment(segment.name, self.options.as_of,
@@ -142,9 +144,12 @@ class SyncRun:
             for sync_report in synced:
                 self.store.record_sync_run(self.report.run_id, sync_report, self.options.as_of, self.clock())
             self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
-                                          definition_hash(self.project, segment), self.clock(), result.fingerprint)
-        self.report.segments.append(report)
-        self.report.syncs.extend(synced)
+                                          definition_hash(self.project, segment), self.clock(), result.fingerprint,
+                                          result.last_full_as_of)
+            self.report.segments.append(report)
+            if last:
+                self.store.finish_run(self.report.run_id, self.report.status, self.clock())
+                self._finished = True
         self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
 
     def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:

@@ -17,6 +17,9 @@ triggers               trigger-mode sends: intent before, outcome after (cooldow
 syncs                  each sync's first run (trigger mode records members without sending)
 membership_history     entered_at / exited_at per entity and segment (retention applies)
 locks                  one row per segment being run, with a lease
+stage_versions         the as_of each segment's stored membership was computed at
+segment_state          per segment, what its last run recorded (the watermark every run reads)
+sync_state             per sync, the as_of and status of its last run
 =====================  =====================================================================
 """
 
@@ -58,8 +61,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "locks": [("segment", TEXT), ("run_id", TEXT), ("owner", TEXT), ("expires_at", TS)],
 }
 
-#: primary keys: the lock's is what makes two runs exclusive
-PRIMARY_KEYS = {"locks": ["segment"]}
+#: primary keys: the lock's is what makes two runs exclusive; the state rows' are upserted
+PRIMARY_KEYS = {"locks": ["segment"], "segment_state": ["segment"], "sync_state": ["sync"]}
 
 
 def table(schema: str, name: str) -> exp.Table:
@@ -113,6 +116,45 @@ def _v5(schema: str) -> list[exp.Expr]:
     return [create_table(schema, "stage_versions")]
 
 
+def _v6(schema: str) -> list[exp.Expr]:
+    """segment_state and sync_state: one row per segment and per sync with what its last run
+    recorded, written with the run's history rows. Every run reads them; reading the history
+    instead is a scan that grows by a row per run, and a long-running ``revseg run`` records
+    one per burst of events. Filled from the history's latest rows."""
+    TABLES["segment_state"] = [("segment", TEXT), ("as_of", TS), ("definition_hash", TEXT), ("fingerprint", TEXT),
+                               ("members", BIGINT), ("last_full_as_of", TS), ("finished_at", TS)]
+    TABLES["sync_state"] = [("sync", TEXT), ("as_of", TS), ("status", TEXT), ("finished_at", TS)]
+    latest = _latest_per(exp.select("segment", "as_of", "definition_hash", "fingerprint", "members", "finished_at")
+                         .from_(table(schema, "segment_runs")), "segment")
+    full = (exp.select("segment", exp.alias_(exp.Max(this=exp.column("as_of")), "last_full_as_of"))
+            .from_(table(schema, "segment_runs")).where(exp.EQ(this=exp.column("mode"), expression=exp.Literal.string("full")))
+            .group_by("segment"))
+    segments = exp.select(*[exp.column(c, table="l") for c in ("segment", "as_of", "definition_hash", "fingerprint",
+                                                               "members")],
+                          exp.column("last_full_as_of", table="f"), exp.column("finished_at", table="l")) \
+        .from_(latest.subquery("l")) \
+        .join(full.subquery("f"), on=exp.EQ(this=exp.column("segment", table="f"), expression=exp.column("segment", table="l")),
+              join_type="left")
+    syncs = _latest_per(exp.select("sync", "as_of", "status", "finished_at").from_(table(schema, "sync_runs")), "sync")
+    return [
+        create_table(schema, "segment_state"),
+        create_table(schema, "sync_state"),
+        exp.insert(segments, table(schema, "segment_state"),
+                   columns=[exp.to_identifier(c, quoted=True) for c, _ in TABLES["segment_state"]]),
+        exp.insert(syncs, table(schema, "sync_state"),
+                   columns=[exp.to_identifier(c, quoted=True) for c, _ in TABLES["sync_state"]]),
+    ]
+
+
+def _latest_per(rows: exp.Select, key: str) -> exp.Select:
+    """The latest row (by finished_at) of ``rows`` per ``key``, with the same columns."""
+    rank = exp.Window(this=exp.RowNumber(), partition_by=[exp.column(key)],
+                      order=exp.Order(expressions=[exp.Ordered(this=exp.column("finished_at"), desc=True)]))
+    ranked = rows.select(exp.alias_(rank, "rn"))
+    return exp.select(*[exp.column(name) for name in rows.named_selects]).from_(ranked.subquery("x")).where(
+        exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)))
+
+
 #: numbered migrations; each returns the statements that bring version N-1 to N
-MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[str], list[exp.Expr]]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)

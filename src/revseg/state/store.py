@@ -28,7 +28,7 @@ from sqlglot import exp
 from revseg.compile.delta import HASH
 from revseg.compile.values import number_literal, timestamp_literal
 from revseg.errors import StateError
-from revseg.state.schema import LATEST, MIGRATIONS, create_table, table
+from revseg.state.schema import LATEST, MIGRATIONS, PRIMARY_KEYS, create_table, table
 from revseg.warehouse.base import Warehouse
 
 
@@ -125,10 +125,10 @@ class StateStore:
                 raise
         self._ensured = True
 
-    def exists(self) -> bool:
-        """Whether any revseg state is here (status/history on a fresh warehouse)."""
-        return self.wh.schema_exists(self.schema) and self.wh.columns(
-            _tableref(self.schema, "runs")) is not None
+    def exists(self, table: str = "runs") -> bool:
+        """Whether any revseg state is here (status/history on a fresh warehouse), or with
+        ``table``, that state table (a read-only command on a state an older revseg wrote)."""
+        return self.wh.schema_exists(self.schema) and self.wh.columns(_tableref(self.schema, table)) is not None
 
     # -- helpers --------------------------------------------------------------------
     @contextmanager
@@ -174,6 +174,20 @@ class StateStore:
         columns = list(rows[0])
         values = exp.values([tuple(_value(row[c]) for c in columns) for row in rows])
         self.wh.execute(exp.insert(values, self.t(name), columns=[exp.to_identifier(c, quoted=True) for c in columns]))
+
+    def upsert_row(self, name: str, row: dict[str, Any]) -> None:
+        """Insert ``row``, or replace the row with its primary key (``PRIMARY_KEYS``)."""
+        keys = PRIMARY_KEYS[name]
+        columns = list(row)
+        values = exp.values([tuple(_value(row[c]) for c in columns)])
+        insert = exp.insert(values, self.t(name), columns=[exp.to_identifier(c, quoted=True) for c in columns])
+        insert.set("conflict", exp.OnConflict(
+            conflict_keys=[exp.column(exp.to_identifier(k, quoted=True)) for k in keys],
+            action=exp.var("DO UPDATE"),
+            expressions=[exp.EQ(this=exp.column(exp.to_identifier(c, quoted=True)),
+                                expression=exp.column(exp.to_identifier(c, quoted=True), table="excluded"))
+                         for c in columns if c not in keys]))
+        self.wh.execute(insert)
 
     # -- runs -----------------------------------------------------------------------
     def start_run(self, run_id: str, command: str, as_of: datetime, now: datetime) -> None:
@@ -543,22 +557,33 @@ class StateStore:
 
     # -- run history ----------------------------------------------------------------
     def record_segment_run(self, run_id: str, report: Any, as_of: datetime, definition_hash: str,
-                           now: datetime, fingerprint: str | None = None) -> None:
-        self.insert_rows("segment_runs", [{
-            "run_id": run_id, "segment": report.name, "as_of": as_of, "mode": report.mode,
-            "members": report.members, "entered": report.entered, "exited": report.exited,
-            "seconds": report.seconds, "definition_hash": definition_hash, "finished_at": now,
-            "fingerprint": fingerprint,
-        }])
+                           now: datetime, fingerprint: str | None, last_full_as_of: datetime | None) -> None:
+        """A segment's run: a history row and the segment's state row (one transaction)."""
+        with self.transaction():
+            self.insert_rows("segment_runs", [{
+                "run_id": run_id, "segment": report.name, "as_of": as_of, "mode": report.mode,
+                "members": report.members, "entered": report.entered, "exited": report.exited,
+                "seconds": report.seconds, "definition_hash": definition_hash, "finished_at": now,
+                "fingerprint": fingerprint,
+            }])
+            self.upsert_row("segment_state", {
+                "segment": report.name, "as_of": as_of, "definition_hash": definition_hash,
+                "fingerprint": fingerprint, "members": report.members, "last_full_as_of": last_full_as_of,
+                "finished_at": now,
+            })
 
     def record_sync_run(self, run_id: str, report: Any, as_of: datetime, now: datetime) -> None:
-        self.insert_rows("sync_runs", [{
-            "run_id": run_id, "segment": report.segment, "sync": report.name, "destination": report.destination,
-            "mode": report.mode, "as_of": as_of, "added": report.added, "removed": report.removed,
-            "updated": report.updated, "triggered": report.triggered, "rejected": report.rejected,
-            "skipped": report.skipped, "status": report.status, "error": report.error,
-            "seconds": report.seconds, "finished_at": now,
-        }])
+        """A sync's run: a history row and the sync's state row (one transaction)."""
+        with self.transaction():
+            self.insert_rows("sync_runs", [{
+                "run_id": run_id, "segment": report.segment, "sync": report.name, "destination": report.destination,
+                "mode": report.mode, "as_of": as_of, "added": report.added, "removed": report.removed,
+                "updated": report.updated, "triggered": report.triggered, "rejected": report.rejected,
+                "skipped": report.skipped, "status": report.status, "error": report.error,
+                "seconds": report.seconds, "finished_at": now,
+            }])
+            self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": report.status,
+                                           "finished_at": now})
 
     def drop_run_tables(self, segment: str, syncs: list[str]) -> None:
         """Drop the scratch tables this run created for the segment; the stage (membership

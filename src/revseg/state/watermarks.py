@@ -1,6 +1,7 @@
 """What an incremental run needs to know of the previous ones: the last as_of (the
 watermark, in data time), the last full run, the definition hash, and whether a segment's
-syncs have anything left to deliver."""
+syncs have anything left to deliver. Each is one query over rows that do not grow with the
+number of runs (``segment_state``, ``sync_state``; the history tables are for people)."""
 
 from __future__ import annotations
 
@@ -36,17 +37,12 @@ def _s(value: str) -> exp.Literal:
 
 
 def last_run(store: StateStore, segment: str) -> LastRun | None:
-    runs = store.t("segment_runs")
-    mine = exp.EQ(this=exp.column("segment"), expression=_s(segment))
-    full = exp.select(exp.Max(this=exp.column("as_of"))).from_(runs.copy()).where(
-        exp.and_(mine.copy(), exp.EQ(this=exp.column("mode"), expression=_s("full"))))
-    latest = (
-        exp.select("as_of", "definition_hash", "fingerprint", exp.alias_(full.subquery(), "last_full"), "members",
+    query = (
+        exp.select("as_of", "definition_hash", "fingerprint", "last_full_as_of", "members",
                    exp.alias_(store.stage_version(segment).subquery(), "stage_as_of"))
-        .from_(runs).where(mine)
-        .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
+        .from_(store.t("segment_state")).where(exp.EQ(this=exp.column("segment"), expression=_s(segment)))
     )
-    rows = store.wh.fetchall(latest)
+    rows = store.wh.fetchall(query)
     if not rows:
         return None
     as_of, definition, fingerprint, last_full, members, stage_as_of = rows[0]
@@ -87,15 +83,8 @@ def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Expr
     rejected = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(retry)
     # a sync that never ran must run
     seen = exp.select(exp.Count(this=exp.Distinct(expressions=[exp.column("sync")]))).from_(store.t("syncs")).where(in_syncs.copy())
-    runs = store.t("sync_runs")
-    ranked = exp.select(
-        "sync", "status",
-        exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=[exp.column("sync")],
-                              order=exp.Order(expressions=[exp.Ordered(this=exp.column("finished_at"), desc=True)])), "rn"),
-    ).from_(runs).where(in_syncs.copy())
-    failed = exp.select(exp.Count(this=exp.Star())).from_(ranked.subquery("x")).where(
-        exp.and_(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)),
-                 exp.EQ(this=exp.column("status"), expression=_s("failed"))))
+    failed = exp.select(exp.Count(this=exp.Star())).from_(store.t("sync_state")).where(
+        exp.and_(in_syncs.copy(), exp.EQ(this=exp.column("status"), expression=_s("failed"))))
     return [q.subquery() for q in (pending, inflight, rejected, seen, failed)]
 
 
@@ -124,16 +113,12 @@ class SyncState:
 
 def sync_state(store: StateStore, sync: str, max_attempts: int) -> SyncState:
     mine = exp.EQ(this=exp.column("sync"), expression=_s(sync))
-    latest = (
-        exp.select("as_of", "status").from_(store.t("sync_runs")).where(mine)
-        .order_by(exp.Ordered(this=exp.column("finished_at"), desc=True)).limit(1)
-    )
+    last = exp.select("as_of").from_(store.t("sync_state")).where(mine)
     rejections = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(mine.copy())
     syncs = [(sync, max_attempts)]
     row = store.wh.fetchall(exp.select(
-        *_unsettled(store, syncs), rejections.subquery(),
-        exp.select("as_of").from_(latest.subquery("l")).subquery(),
-        exp.select("status").from_(latest.copy().subquery("l")).subquery(),
+        *_unsettled(store, syncs), rejections.subquery(), last.subquery(),
+        last.copy().select("status", append=False).subquery(),
     ))[0]
     counts, (rejected, last_as_of, last_status) = row[:5], row[5:]
     return SyncState(settled=_settled(syncs, counts), first_run=not row[3], in_flight=int(row[1] or 0),
