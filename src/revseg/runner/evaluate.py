@@ -50,6 +50,13 @@ class Evaluation:
     previous_as_of: datetime | None = None
     #: the as_of of the latest full run, this one included (full_refresh_every counts from it)
     last_full_as_of: datetime | None = None
+    #: the previous run (None: there is none)
+    previous: LastRun | None = None
+
+    def recorded(self, as_of: datetime, definition: str) -> LastRun:
+        """The last run, once this one is recorded."""
+        fingerprint = json.loads(self.fingerprint) if self.fingerprint else None
+        return LastRun(as_of, definition, self.last_full_as_of, fingerprint, self.members, stage_as_of=as_of)
 
 
 def definition_hash(project: Project, segment: Segment) -> str:
@@ -64,8 +71,12 @@ def trait_names(segment: Segment, membership: exp.Select) -> list[str]:
 
 
 def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Segment, as_of: datetime,
-             *, full_refresh: bool) -> Evaluation:
-    previous = last_run(store, segment.name)
+             *, full_refresh: bool, checksums: dict[tuple[str, str], str] | None = None,
+             known: LastRun | None = None) -> Evaluation:
+    """``checksums``: entity key checksums taken earlier in the same run, by entity and row
+    count (segments of one entity share one scan of its keys); ``known``: the segment's last
+    run as this process recorded it (else it is read)."""
+    previous = known if known is not None else last_run(store, segment.name)
     reason = _full_reason(project, segment, previous, as_of, full_refresh)
     plan = _plan(project, segment)
     # this run records the first for the next run; it compares the second with the previous run's
@@ -77,9 +88,10 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     if reason is None and clean and plan is not None and current is not None:
         assert previous is not None
         if _nothing_to_do(project, catalog, store, segment, plan, previous, as_of, current):
-            return Evaluation("skipped", previous.members, 0, fingerprint=_recorded(fingerprint))
+            return Evaluation("skipped", previous.members, 0, fingerprint=_recorded(fingerprint), previous=previous)
     if plan is not None and fingerprint is not None:
-        fingerprint = _with_key_checksum(project, catalog, store, plan, fingerprint)
+        fingerprint = _with_key_checksum(project, catalog, store, plan, fingerprint,
+                                         checksums if checksums is not None else {})
     stored = store.stage_columns(segment.name)
     if reason is None and stored is None:
         reason = "no stored membership (first run of this revseg version)"
@@ -171,11 +183,14 @@ def _fingerprints(project: Project, catalog: Catalog, store: StateStore, plan: I
 
 
 def _with_key_checksum(project: Project, catalog: Catalog, store: StateStore, plan: IncrementalPlan,
-                       fingerprint: Fingerprint) -> Fingerprint:
-    query = key_checksum_query(project, catalog, plan)
-    if query is None:
-        return fingerprint
-    return {**fingerprint, plan.entity + _KEYS: str(store.wh.fetchall(query)[0][0])}
+                       fingerprint: Fingerprint, checksums: dict[tuple[str, str], str]) -> Fingerprint:
+    key = (plan.entity, fingerprint.get(rows_key(plan.entity), ""))
+    if key not in checksums:
+        query = key_checksum_query(project, catalog, plan)
+        if query is None:
+            return fingerprint
+        checksums[key] = str(store.wh.fetchall(query)[0][0])
+    return {**fingerprint, plan.entity + _KEYS: checksums[key]}
 
 
 def _same_entity_keys(plan: IncrementalPlan, previous: Fingerprint | None, current: Fingerprint | None) -> bool:

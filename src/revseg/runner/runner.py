@@ -68,13 +68,16 @@ class Session:
     warehouse: Warehouse
     catalog: Catalog
     store: StateStore
+    #: each segment's last run as recorded through this session (see SyncRun.known)
+    known: dict[str, Any] = field(default_factory=dict)
 
     def sync(self, names: list[str], only: set[str] | None, options: SyncOptions,
              progress: Progress | None = None, destination_extra: dict[str, Any] | None = None,
              lock: SegmentLock | None = None, should_stop: Callable[[], bool] | None = None) -> RunReport:
         from revseg.runner.sync import SyncRun
 
-        run = SyncRun(self.project, self.catalog, self.store, options, utc_now, progress, destination_extra)
+        run = SyncRun(self.project, self.catalog, self.store, options, utc_now, progress, destination_extra,
+                      self.known)
         if should_stop is not None:
             run.should_stop = should_stop
         return run.run(names, only, lock)

@@ -32,7 +32,7 @@ from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
-from revseg.state.watermarks import sync_state
+from revseg.state.watermarks import LastRun, sync_state
 
 SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -60,7 +60,7 @@ class SyncRun:
 
     def __init__(self, project: Project, catalog: Catalog, store: StateStore, options: SyncOptions,
                  clock: Callable[[], datetime], progress: Progress | None = None,
-                 destination_extra: dict[str, Any] | None = None) -> None:
+                 destination_extra: dict[str, Any] | None = None, known: dict[str, LastRun] | None = None) -> None:
         self.project = project
         self.catalog = catalog
         self.store = store
@@ -75,6 +75,11 @@ class SyncRun:
         #: destinations that stayed unreachable after retries in this run: later syncs to
         #: them fail at once instead of retrying again (the next run delivers everything)
         self.down: dict[str, str] = {}
+        #: each segment's last run as this process recorded it, kept across the runs of a
+        #: long-running session (it holds the segments' lock: no one else records runs)
+        self.known = known if known is not None else {}
+        #: entity key checksums taken in this run (see evaluate)
+        self.checksums: dict[tuple[str, str], str] = {}
         self._recorded = False  # the run's row is written
         self._finished = False  # ... with its final status
 
@@ -115,14 +120,18 @@ class SyncRun:
     def _segment(self, segment: Segment, syncs: set[str] | None, last: bool = False) -> None:
         started = time.monotonic()
         self.progress("segment", {"segment": segment.name})
+        # forgotten until this run is recorded: a run that fails halfway leaves the state unknown
+        known = self.known.pop(segment.name, None)
         result = evaluate(self.project, self.catalog, self.store, segment, self.options.as_of,
-                          full_refresh=self.options.full_refresh)
+                          full_refresh=self.options.full_refresh, checksums=self.checksums, known=known)
         chosen = self._selected(segment, syncs)
         if result.mode == "skipped":  # nothing new, nothing due, nothing left to deliver
             report = SegmentReport(segment.name, "skipped", result.members)  # as the previous run left it
             self.report.segments.append(report)
             self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
             report.seconds = time.monotonic() - started
+            if result.previous is not None:
+                self.known[segment.name] = result.previous
             return
         only = (result.candidates_table, result.changed_table) \
             if result.candidates_table is not None and result.changed_table is not None else None
@@ -135,6 +144,7 @@ class SyncRun:
         # record, so the next run is full and compares everything; a lost sync row only makes
         # that sync diff in full (sync_members, not this history, is what its destination holds).
         self.report.syncs.extend(synced)
+        definition = definition_hash(self.project, segment)
         with self.store.transaction():
             self._record_start()
             entered, exited = self.store.commit_segment(segment.name, self.options.as_of,
@@ -144,12 +154,12 @@ class SyncRun:
             for sync_report in synced:
                 self.store.record_sync_run(self.report.run_id, sync_report, self.options.as_of, self.clock())
             self.store.record_segment_run(self.report.run_id, report, self.options.as_of,
-                                          definition_hash(self.project, segment), self.clock(), result.fingerprint,
-                                          result.last_full_as_of)
+                                          definition, self.clock(), result.fingerprint, result.last_full_as_of)
             self.report.segments.append(report)
             if last:
                 self.store.finish_run(self.report.run_id, self.report.status, self.clock())
                 self._finished = True
+        self.known[segment.name] = result.recorded(self.options.as_of, definition)
         self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
 
     def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:
