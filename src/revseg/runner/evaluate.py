@@ -140,9 +140,7 @@ def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segmen
     if any(s.quiet_hours is not None for s in segment.syncs):  # deferred sends are due later
         return False
     due = candidate_parts(project, catalog, plan, previous.as_of, as_of, boundaries_only=True)
-    if any(store.wh.fetchall(part.limit(1)) for part in due):
-        return False
-    return syncs_settled(store, [(s.name, s.max_attempts) for s in segment.syncs])
+    return syncs_settled(store, [(s.name, s.max_attempts) for s in segment.syncs], due)
 
 
 def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns: bool, as_of: datetime,

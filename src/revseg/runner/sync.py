@@ -160,7 +160,7 @@ class SyncRun:
                 self.store.finish_run(self.report.run_id, self.report.status, self.clock())
                 self._finished = True
         self.known[segment.name] = result.recorded(self.options.as_of, definition)
-        self.store.drop_run_tables(segment.name, [s.name for s in segment.syncs])
+        self.store.release_run_tables(segment.name, [s.name for s in segment.syncs])
 
     def _plan_segment(self, segment: Segment, syncs: set[str] | None) -> None:
         membership = membership_query(self.project, self.catalog, segment.name, self.options.as_of)

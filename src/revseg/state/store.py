@@ -55,6 +55,9 @@ RUN_TABLES = ("fresh", "cand", "changed")
 
 _MEMBER_COLUMNS = ["sync", "id", "hash", "pending", "payload", "updated_at"]
 
+#: scratch tables of at least this many rows are dropped when their run is done
+SCRATCH_KEPT_ROWS = 10_000
+
 
 def _value(value: Any) -> exp.Expr:
     if value is None:
@@ -81,8 +84,8 @@ class StateStore:
         self.schema = schema
         self._ensured = False
         self._in_transaction = False
-        #: scratch tables this connection created and has not dropped
-        self._scratch: set[str] = set()
+        #: scratch tables this connection created and has not dropped, with their row count
+        self._scratch: dict[str, int] = {}
         #: column names of each stored membership this connection has read or written: no
         #: other process writes a stage while this one holds the segment's lock
         self._stage_columns: dict[str, list[str]] = {}
@@ -157,15 +160,22 @@ class StateStore:
         (no schema) is TEMPORARY: it lives in this connection only and writes nothing durable."""
         scratch = not target.db
         count = self.wh.create_table_as(target, query, temporary=scratch)
-        if scratch:
-            self._scratch.add(target.name)
         if count is None:
             count = int(self.scalar(exp.select(exp.Count(this=exp.Star())).from_(target.copy())))
+        if scratch:
+            self._scratch[target.name] = count
         return count
 
     def drop(self, target: exp.Table) -> None:
         self.wh.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
-        self._scratch.discard(target.name)
+        self._scratch.pop(target.name, None)
+
+    def release(self, target: exp.Table) -> None:
+        """Done with a scratch table: a large one is dropped; a small one stays until it is
+        replaced or the connection closes (a drop is a statement per run of a long-running
+        session)."""
+        if self._scratch.get(target.name, 0) >= SCRATCH_KEPT_ROWS:
+            self.drop(target)
 
     def insert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
         """A few bookkeeping rows, as one INSERT ... VALUES (bulk data goes through Arrow)."""
@@ -320,7 +330,7 @@ class StateStore:
                 self.wh.execute(exp.delete(history, where=exp.and_(
                     _eq("segment", segment),
                     exp.LT(this=exp.column("exited_at"), expression=timestamp_literal(as_of - retention)))))
-        self.drop(changes)
+        self.release(changes)
         return entered, exited
 
     # -- syncs ----------------------------------------------------------------------
@@ -585,13 +595,11 @@ class StateStore:
             self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": report.status,
                                            "finished_at": now})
 
-    def drop_run_tables(self, segment: str, syncs: list[str]) -> None:
-        """Drop the scratch tables this run created for the segment; the stage (membership
-        with traits) is kept: the next incremental run patches it."""
-        tables = [self.delta_table(sync) for sync in syncs] + [self.run_table(segment, kind) for kind in RUN_TABLES]
-        for target in tables:
-            if target.name in self._scratch:
-                self.drop(target)
+    def release_run_tables(self, segment: str, syncs: list[str]) -> None:
+        """Release this run's scratch tables of the segment (see ``release``); the stage
+        (membership with traits) is kept: the next incremental run patches it."""
+        for target in [self.delta_table(sync) for sync in syncs] + [self.run_table(segment, k) for k in RUN_TABLES]:
+            self.release(target)
 
 
 def _inflight_rows(rows: pa.Table, sync: str, run_id: str, batch: int) -> pa.Table:

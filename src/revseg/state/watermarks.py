@@ -6,6 +6,7 @@ number of runs (``segment_state``, ``sync_state``; the history tables are for pe
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,13 +59,17 @@ def _parsed(fingerprint: str | None) -> Fingerprint | None:
     return value if isinstance(value, dict) else None
 
 
-def syncs_settled(store: StateStore, syncs: list[tuple[str, int]]) -> bool:
+def syncs_settled(store: StateStore, syncs: list[tuple[str, int]], due: Sequence[exp.Query] = ()) -> bool:
     """True when no sync of the list has pending rows, unacknowledged batches, rejections
-    still to retry, or a failed last run: then a run without candidates has nothing to do."""
-    if not syncs:
+    still to retry, or a failed last run, and none of the ``due`` queries (entities whose
+    membership is due to change) has a row: then a run without candidates has nothing to do."""
+    if not syncs and not due:
         return True
     # one round trip: this runs on every poll of `revseg run`
-    return _settled(syncs, store.wh.fetchall(exp.select(*_unsettled(store, syncs)))[0])
+    unsettled = _unsettled(store, syncs) if syncs else []
+    row = store.wh.fetchall(exp.select(*unsettled, *(exp.Exists(this=query) for query in due)))[0]
+    counts, changing = row[:len(unsettled)], row[len(unsettled):]
+    return not any(changing) and (not syncs or _settled(syncs, counts))
 
 
 def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Expr]:
