@@ -50,6 +50,12 @@ def project_command(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(project_dir: str, target: str | None, **kwargs: Any) -> Any:
         ctx = Context(project_dir, target)
+        # What is imported by now (sqlglot, pydantic, the runner) lives as long as the process:
+        # frozen, it is not walked again by every full collection, which a large sync triggers
+        # often (a 240k-member first sync spent 0.35 s in the collector, 0.2 s after this).
+        # Once per process: freezing again would also freeze garbage not yet collected.
+        if not gc.get_freeze_count():
+            gc.freeze()
         try:
             return fn(ctx, **kwargs)
         except ProjectError as exc:
