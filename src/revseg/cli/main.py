@@ -6,7 +6,9 @@ usage; 3 warehouse unreachable or a query failed.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -47,7 +49,7 @@ def project_command(fn: F) -> F:
     @click.option("--target", default=None, help="Target in revseg.yml to use (default: its target:).")
     @functools.wraps(fn)
     def wrapper(project_dir: str, target: str | None, **kwargs: Any) -> Any:
-        ctx = Context(project_dir, target)
+        ctx = _startup(project_dir, target)
         try:
             return fn(ctx, **kwargs)
         except ProjectError as exc:
@@ -61,6 +63,27 @@ def project_command(fn: F) -> F:
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _startup(project_dir: str, target: str | None) -> Context:
+    """The Context, built with the collector paused: importing the runner (sqlglot, pydantic,
+    the project loader) creates ~85k container objects that live as long as the process; the
+    collector found nothing among them but spent ~25 ms of a one-shot sync looking.
+
+    They are then frozen, so the full collections a large sync triggers do not walk them
+    again (a 240k-member first sync spent 0.35 s in the collector, 0.2 s frozen). Once per
+    process: freezing again would also freeze garbage not yet collected.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ctx = Context(project_dir, target)
+    finally:
+        if enabled:
+            gc.enable()
+    if not gc.get_freeze_count():
+        gc.freeze()
+    return ctx
 
 
 def parse_as_of(value: str | None) -> datetime | None:
@@ -84,6 +107,12 @@ def iso(moment: datetime) -> str:
 @click.version_option(__version__, prog_name="revseg")
 def main() -> None:
     """revseg: warehouse-native reverse ETL for real-time customer segmentation."""
+    # At exit, the collector would walk every object sqlglot, pydantic, pyarrow and DuckDB
+    # created at import, all of which die with the process: 60-100 ms of CPU per command.
+    # Freezing them first skips that walk; atexit handlers (logging's flush) still run, and
+    # the connection and files are closed explicitly before. Unregister: tests invoke main often.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 @main.command()
