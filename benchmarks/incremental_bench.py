@@ -49,7 +49,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sync_bench import AS_OF, generate, project_yml, ts  # noqa: E402  (data and project are shared)
+from sync_bench import AS_OF, compile_revseg, generate, project_yml, ts  # noqa: E402  (data and project are shared)
 
 BIG = "big_spenders"
 RT = "cart_abandoners_rt"
@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         problems += no_op_problems("in-process", rows)
         cli_rows: list[dict] = []
         if not args.skip_cli:
+            compile_revseg()
             print("CLI (python -m revseg sync):", flush=True)
             cli_rows, more = via_cli(cli_project, args.customers, steps)
             problems += more + no_op_problems("CLI", cli_rows)
