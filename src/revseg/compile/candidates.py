@@ -191,23 +191,27 @@ def candidate_parts(project: Project, catalog: Catalog, plan: IncrementalPlan, p
     return parts
 
 
-def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, *sinces: datetime) -> exp.Select:
-    """Per model read: row count (``<model>:rows``), latest change, and the count and sum (in
-    seconds) of the changes after ``since - lookback`` (``<model>:recent@<i>``, one per value of
-    ``sinces``), the rows a run that follows a run at ``since`` takes as new.
+def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, *sinces: datetime) -> exp.Query:
+    """Rows ``(k, v)``, per model read: its row count (``<model>:rows``), and the latest change
+    and the count and sum (in seconds) of the changes after ``since - lookback``
+    (``<model>:recent@<i>``, one per value of ``sinces``), the rows a run that follows a run
+    at ``since`` takes as new; all as text.
 
     Two fingerprints taken with the same ``since`` are equal only if no row arrived or changed
     there. The count and latest change alone
     miss a row that arrives out of order within ``lookback``, e.g. an entity updated in place
     with an ``updated_at`` below the latest one.
+
+    A UNION ALL of one-row aggregates, not one row of scalar subqueries: DuckDB plans those as
+    a join of as many relations, whose planning costs more than the scans.
     """
-    selects: list[exp.Expr] = []
+    branches: list[exp.Select] = []
     for name in sorted(plan.boundaries):
         model = project.models[name]
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
         source = model_source(model, "m")
         count = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
-        selects.append(exp.alias_(exp.select(count).from_(source.copy()).subquery(), rows_key(name), quoted=True))
+        branches.append(_named(rows_key(name), count).from_(source.copy()))
         for i, since in enumerate(sinces if change else ()):
             column = _column(catalog, name, change or "")
             recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
@@ -216,10 +220,13 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
             values = [exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)]
             text = [exp.Coalesce(this=exp.cast(value, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("-")])
                     for value in values]
-            recent_rows = exp.select(exp.Concat(expressions=_joined(text), safe=True, coalesce=False)).from_(
-                source.copy()).where(recent)
-            selects.append(exp.alias_(recent_rows.subquery(), f"{name}:recent@{i}", quoted=True))
-    return exp.select(*selects)
+            branches.append(_named(f"{name}:recent@{i}", exp.Concat(expressions=_joined(text), safe=True, coalesce=False))
+                            .from_(source.copy()).where(recent))
+    return exp.union(*branches, distinct=False) if len(branches) > 1 else branches[0]
+
+
+def _named(name: str, value: exp.Expr) -> exp.Select:
+    return exp.select(exp.alias_(exp.Literal.string(name), "k"), exp.alias_(value, "v"))
 
 
 def rows_key(model: str) -> str:

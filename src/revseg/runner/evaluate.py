@@ -173,8 +173,7 @@ def _fingerprints(project: Project, catalog: Catalog, store: StateStore, plan: I
     if plan is None:
         return None, None
     sinces = [as_of] if since_previous == as_of else [as_of, since_previous]
-    query = fingerprint_query(project, catalog, plan, *sinces)
-    values = dict(zip(query.named_selects, (str(v) for v in store.wh.fetchall(query)[0]), strict=True))
+    values = {str(k): str(v) for k, v in store.wh.fetchall(fingerprint_query(project, catalog, plan, *sinces))}
     out = [{name.split("@")[0]: value for name, value in values.items() if "@" not in name or name.endswith(f"@{i}")}
            for i in range(len(sinces))]
     return out[0], out[-1]

@@ -218,10 +218,9 @@ class SyncRun:
               only: tuple[exp.Table, exp.Table] | None = None, previous_as_of: datetime | None = None) -> SyncReport:
         started = time.monotonic()
         report = SyncReport(segment.name, sync.destination, sync.mode)
-        state = sync_state(self.store, sync.name, sync.max_attempts)
+        state = sync_state(self.store, sync.name, sync.max_attempts, previous_as_of)
         # a sync that holds exactly the previous membership only needs the candidates' diff
-        if only is not None and (sync.quiet_hours is not None or previous_as_of is None
-                                 or not state.caught_up(previous_as_of)):
+        if only is not None and (sync.quiet_hours is not None or not state.caught_up):
             only = None
         if state.in_flight:
             self.store.recover(sync.name, sync.on if sync.mode == "trigger" else None)

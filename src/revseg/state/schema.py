@@ -61,7 +61,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "locks": [("segment", TEXT), ("run_id", TEXT), ("owner", TEXT), ("expires_at", TS)],
 }
 
-#: primary keys: the lock's is what makes two runs exclusive; the state rows' are upserted
+#: primary keys: the lock's is what makes two runs exclusive; one state row per segment and sync
 PRIMARY_KEYS = {"locks": ["segment"], "segment_state": ["segment"], "sync_state": ["sync"]}
 
 

@@ -28,7 +28,7 @@ from sqlglot import exp
 from revseg.compile.delta import HASH
 from revseg.compile.values import number_literal, timestamp_literal
 from revseg.errors import StateError
-from revseg.state.schema import LATEST, MIGRATIONS, PRIMARY_KEYS, create_table, table
+from revseg.state.schema import LATEST, MIGRATIONS, create_table, table
 from revseg.warehouse.base import Warehouse
 
 
@@ -185,19 +185,13 @@ class StateStore:
         values = exp.values([tuple(_value(row[c]) for c in columns) for row in rows])
         self.wh.execute(exp.insert(values, self.t(name), columns=[exp.to_identifier(c, quoted=True) for c in columns]))
 
-    def upsert_row(self, name: str, row: dict[str, Any]) -> None:
-        """Insert ``row``, or replace the row with its primary key (``PRIMARY_KEYS``)."""
-        keys = PRIMARY_KEYS[name]
-        columns = list(row)
-        values = exp.values([tuple(_value(row[c]) for c in columns)])
-        insert = exp.insert(values, self.t(name), columns=[exp.to_identifier(c, quoted=True) for c in columns])
-        insert.set("conflict", exp.OnConflict(
-            conflict_keys=[exp.column(exp.to_identifier(k, quoted=True)) for k in keys],
-            action=exp.var("DO UPDATE"),
-            expressions=[exp.EQ(this=exp.column(exp.to_identifier(c, quoted=True)),
-                                expression=exp.column(exp.to_identifier(c, quoted=True), table="excluded"))
-                         for c in columns if c not in keys]))
-        self.wh.execute(insert)
+    def upsert_row(self, name: str, row: dict[str, Any], key: str) -> None:
+        """Replace the row whose ``key`` is ``row``'s, or insert it: an UPDATE, then an INSERT
+        when it changed nothing (on DuckDB, cheaper than ON CONFLICT or DELETE + INSERT)."""
+        update = exp.update(self.t(name), {c: _value(v) for c, v in row.items() if c != key},
+                            where=_eq(key, row[key]))
+        if not self.wh.execute_count(update):
+            self.insert_rows(name, [row])
 
     # -- runs -----------------------------------------------------------------------
     def start_run(self, run_id: str, command: str, as_of: datetime, now: datetime) -> None:
@@ -259,8 +253,7 @@ class StateStore:
             self._set_stage_version(segment, as_of)
 
     def _set_stage_version(self, segment: str, as_of: datetime) -> None:
-        self.wh.execute(exp.delete(self.t("stage_versions"), where=_eq("segment", segment)))
-        self.insert_rows("stage_versions", [{"segment": segment, "as_of": as_of}])
+        self.upsert_row("stage_versions", {"segment": segment, "as_of": as_of}, key="segment")
 
     def patch_stage(self, segment: str, candidates: exp.Table, changed: exp.Table, as_of: datetime) -> int:
         """Replace the candidates' rows of the stored membership by their new rows, and mark
@@ -580,7 +573,7 @@ class StateStore:
                 "segment": report.name, "as_of": as_of, "definition_hash": definition_hash,
                 "fingerprint": fingerprint, "members": report.members, "last_full_as_of": last_full_as_of,
                 "finished_at": now,
-            })
+            }, key="segment")
 
     def record_sync_run(self, run_id: str, report: Any, as_of: datetime, now: datetime) -> None:
         """A sync's run: a history row and the sync's state row (one transaction)."""
@@ -593,7 +586,7 @@ class StateStore:
                 "seconds": report.seconds, "finished_at": now,
             }])
             self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": report.status,
-                                           "finished_at": now})
+                                           "finished_at": now}, key="sync")
 
     def release_run_tables(self, segment: str, syncs: list[str]) -> None:
         """Release this run's scratch tables of the segment (see ``release``); the stage

@@ -9,9 +9,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlglot import exp
+
+from revseg.compile.values import timestamp_literal
 
 from revseg.state.store import StateStore
 
@@ -66,36 +67,53 @@ def syncs_settled(store: StateStore, syncs: list[tuple[str, int]], due: Sequence
     if not syncs and not due:
         return True
     # one round trip: this runs on every poll of `revseg run`
-    unsettled = _unsettled(store, syncs) if syncs else []
-    row = store.wh.fetchall(exp.select(*unsettled, *(exp.Exists(this=query) for query in due)))[0]
-    counts, changing = row[:len(unsettled)], row[len(unsettled):]
-    return not any(changing) and (not syncs or _settled(syncs, counts))
+    changing = [_count(f"due{i}", query.limit(1).subquery("d")) for i, query in enumerate(due)]
+    counts = _counts(store, _unsettled(store, syncs) + changing)
+    return not any(counts[f"due{i}"] for i in range(len(due))) and _settled(syncs, counts)
 
 
-def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Expr]:
-    """Scalar subqueries: pending rows, rows in flight, rejections to retry, syncs that ran,
-    syncs whose last run failed."""
-    names = [_s(name) for name, _ in syncs]
-    in_syncs = exp.column("sync").isin(*names)
-    pending = exp.select(exp.Count(this=exp.Star())).from_(store.t("sync_members")).where(
-        exp.and_(in_syncs, exp.column("pending")))
-    inflight = exp.select(exp.Count(this=exp.Star())).from_(store.t("inflight")).where(in_syncs.copy())
+def _count(name: str, source: exp.Expr, where: exp.Expr | None = None, value: exp.Expr | None = None) -> exp.Select:
+    """``SELECT name AS k, COUNT(*) AS v FROM source WHERE where`` (or another aggregate)."""
+    query = exp.select(exp.alias_(exp.Literal.string(name), "k"),
+                       exp.alias_(value if value is not None else exp.Count(this=exp.Star()), "v")).from_(source)
+    return query.where(where) if where is not None else query
+
+
+def _counts(store: StateStore, branches: list[exp.Select]) -> dict[str, int]:
+    """Named counts in one round trip, as a UNION ALL of one-row aggregates: DuckDB plans a
+    row of as many scalar subqueries as a join of as many relations (7 ms for 8 counts of a
+    few rows each, 1.5 ms as a union)."""
+    query = exp.union(*branches, distinct=False) if len(branches) > 1 else branches[0]
+    return {str(name): int(value or 0) for name, value in store.wh.fetchall(query)}
+
+
+def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Select]:
+    """Counts of pending rows, rows in flight, rejections to retry, syncs that ran, syncs whose
+    last run failed."""
+    if not syncs:
+        return []
+    in_syncs = exp.column("sync").isin(*[_s(name) for name, _ in syncs])
     retry = exp.or_(*[
         exp.and_(exp.EQ(this=exp.column("sync"), expression=_s(name)),
                  exp.LT(this=exp.column("attempts"), expression=exp.Literal.number(limit)))
         for name, limit in syncs
     ])
-    rejected = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(retry)
-    # a sync that never ran must run
-    seen = exp.select(exp.Count(this=exp.Distinct(expressions=[exp.column("sync")]))).from_(store.t("syncs")).where(in_syncs.copy())
-    failed = exp.select(exp.Count(this=exp.Star())).from_(store.t("sync_state")).where(
-        exp.and_(in_syncs.copy(), exp.EQ(this=exp.column("status"), expression=_s("failed"))))
-    return [q.subquery() for q in (pending, inflight, rejected, seen, failed)]
+    return [
+        _count("pending", store.t("sync_members"), exp.and_(in_syncs.copy(), exp.column("pending"))),
+        _count("in_flight", store.t("inflight"), in_syncs.copy()),
+        _count("retrying", store.t("rejections"), retry),
+        # a sync that never ran must run
+        _count("ran", store.t("syncs"), in_syncs.copy(), exp.Count(this=exp.Distinct(expressions=[exp.column("sync")]))),
+        _count("failed", store.t("sync_state"),
+               exp.and_(in_syncs.copy(), exp.EQ(this=exp.column("status"), expression=_s("failed")))),
+    ]
 
 
-def _settled(syncs: list[tuple[str, int]], counts: tuple[Any, ...]) -> bool:
-    waiting, in_flight, retrying, ran, last_failed = (int(v or 0) for v in counts)
-    return not (waiting or in_flight or retrying or last_failed) and ran >= len(syncs)
+def _settled(syncs: list[tuple[str, int]], counts: dict[str, int]) -> bool:
+    if not syncs:
+        return True
+    return not (counts["pending"] or counts["in_flight"] or counts["retrying"] or counts["failed"]) \
+        and counts["ran"] >= len(syncs)
 
 
 @dataclass(frozen=True)
@@ -106,25 +124,20 @@ class SyncState:
     first_run: bool  # the sync never started a run
     in_flight: int  # rows of batches a killed run left in flight (see StateStore.recover)
     rejections: int  # rejected records on record, retryable or not
-    last_as_of: datetime | None
-    last_status: str | None
-
-    def caught_up(self, segment_as_of: datetime) -> bool:
-        """Whether the destination holds exactly the segment as committed at ``segment_as_of``:
-        the last run was at that as_of and succeeded, and nothing is left to deliver. Then an
-        incremental run's diff for it can be limited to the candidates."""
-        return self.settled and self.last_as_of == segment_as_of and self.last_status == "success"
+    #: the destination holds exactly the segment as committed at the as_of asked about: the
+    #: last run was at that as_of and succeeded, and nothing is left to deliver. Then an
+    #: incremental run's diff for it can be limited to the candidates.
+    caught_up: bool
 
 
-def sync_state(store: StateStore, sync: str, max_attempts: int) -> SyncState:
+def sync_state(store: StateStore, sync: str, max_attempts: int, segment_as_of: datetime | None) -> SyncState:
     mine = exp.EQ(this=exp.column("sync"), expression=_s(sync))
-    last = exp.select("as_of").from_(store.t("sync_state")).where(mine)
-    rejections = exp.select(exp.Count(this=exp.Star())).from_(store.t("rejections")).where(mine.copy())
-    syncs = [(sync, max_attempts)]
-    row = store.wh.fetchall(exp.select(
-        *_unsettled(store, syncs), rejections.subquery(), last.subquery(),
-        last.copy().select("status", append=False).subquery(),
-    ))[0]
-    counts, (rejected, last_as_of, last_status) = row[:5], row[5:]
-    return SyncState(settled=_settled(syncs, counts), first_run=not row[3], in_flight=int(row[1] or 0),
-                     rejections=int(rejected or 0), last_as_of=last_as_of, last_status=last_status)
+    branches = [*_unsettled(store, [(sync, max_attempts)]), _count("rejections", store.t("rejections"), mine.copy())]
+    if segment_as_of is not None:
+        branches.append(_count("succeeded_at", store.t("sync_state"), exp.and_(
+            mine.copy(), exp.EQ(this=exp.column("as_of"), expression=timestamp_literal(segment_as_of)),
+            exp.EQ(this=exp.column("status"), expression=_s("success")))))
+    counts = _counts(store, branches)
+    settled = _settled([(sync, max_attempts)], counts)
+    return SyncState(settled=settled, first_run=not counts["ran"], in_flight=counts["in_flight"],
+                     rejections=counts["rejections"], caught_up=settled and bool(counts.get("succeeded_at")))

@@ -124,6 +124,12 @@ class Warehouse(ABC):
     @abstractmethod
     def rollback(self) -> None: ...
 
+    def execute_count(self, expression: exp.Expr) -> int | None:
+        """Run an INSERT, UPDATE or DELETE; the number of rows it changed when the driver
+        reports it."""
+        self.execute(expression)
+        return None
+
     def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
         """(Re)create ``target`` from ``query``; the number of rows written when the driver
         reports it (None: count them yourself)."""

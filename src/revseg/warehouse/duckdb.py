@@ -143,6 +143,10 @@ class DuckDBWarehouse(Warehouse):
     def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         return list(self._run(expression).fetchall())
 
+    def execute_count(self, expression: exp.Expr) -> int | None:
+        row = self._run(expression).fetchone()
+        return int(row[0]) if row else None
+
     def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
         """One statement (CREATE OR REPLACE), which answers with the number of rows."""
         row = self._run(create_statement(target, query, temporary=temporary, replace=True)).fetchone()

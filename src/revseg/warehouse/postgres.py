@@ -82,6 +82,10 @@ class PostgresWarehouse(Warehouse):
     def fetchall(self, expression: exp.Expr) -> list[tuple[Any, ...]]:
         return list(self._run(expression).fetchall())
 
+    def execute_count(self, expression: exp.Expr) -> int | None:
+        count = self._run(expression).rowcount
+        return count if count is not None and count >= 0 else None
+
     def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
         """DROP and CREATE ... AS; the command tag (``SELECT n``) gives the number of rows."""
         self.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
