@@ -271,6 +271,8 @@ class SyncRun:
             # batch's acknowledgement, so at most one batch is ever in flight.
             for prepared in self._prepared(sync, destination, report, template, ops):
                 rows = inflight_table(prepared)
+                # encoded (hashed) here, while the batch before it is still in flight
+                batch = self._batch(destination, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
                 if flight is not None:
                     rejected = self._outcome(flight, trigger_on)
@@ -287,7 +289,7 @@ class SyncRun:
                 if not recorded:
                     self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
                                              as_of=self.options.as_of, now=self.clock())
-                flight = self._submit(sender, destination, segment, sync, number, prepared)
+                flight = self._submit(sender, destination, number, prepared, batch)
             if flight is not None:
                 rejected = self._outcome(flight, trigger_on)
                 self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections)
@@ -320,12 +322,20 @@ class SyncRun:
             self.lock.renew()
         self.progress("batch", {"sync": sync.name, "done": done, "total": total})
 
-    def _submit(self, sender: ThreadPoolExecutor, destination: Destination, segment: Segment, sync: Sync,
-                number: int, prepared: PreparedBatch) -> _InFlight:
-        """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
-        batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of,
+    def _batch(self, destination: Destination, segment: Segment, sync: Sync, number: int, seq: int,
+               prepared: PreparedBatch) -> Batch | None:
+        """Batch ``number`` (delivery ``seq`` of the run), encoded by the destination; None
+        when it has nothing to send."""
+        if not prepared.operations:
+            return None
+        batch = Batch(self.report.run_id, sync.name, segment.name, number, seq, self.options.as_of,
                       tuple(prepared.operations))
-        future = sender.submit(destination.send, batch) if prepared.operations else None
+        return destination.encode(batch)
+
+    def _submit(self, sender: ThreadPoolExecutor, destination: Destination, number: int, prepared: PreparedBatch,
+                batch: Batch | None) -> _InFlight:
+        """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
+        future = sender.submit(destination.send, batch) if batch is not None else None
         return _InFlight(number, prepared, future)
 
     def _outcome(self, flight: _InFlight, trigger_on: str | None) -> dict[str, str]:
