@@ -22,7 +22,7 @@ class DuckDBTarget(_Target):
     lock_timeout: float = 30.0
     #: DuckDB's ``memory_limit`` for revseg's connection (e.g. ``2GB``); null: DuckDB's own
     #: default, 80% of the machine's memory. Above it DuckDB spills to its temp directory.
-    memory_limit: str | None = "256MB"
+    memory_limit: str | None = "192MB"
 
 
 class PostgresTarget(_Target):

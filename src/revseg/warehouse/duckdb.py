@@ -23,9 +23,10 @@ LOCK_WAIT_SECONDS = 30.0
 RUN_WAL_LIMIT = "256MB"
 CLOSE_CHECKPOINT_BYTES = 16 * 2**20
 #: DuckDB keeps freed buffers cached up to its memory limit (80% of RAM by default), so a
-#: 1M-member sync held 700+ MB; with 256 MB it holds about 500 MB (the rest is Python and
-#: imports) and is no slower: sorts, joins and in-memory tables spill to the temp directory.
-DEFAULT_MEMORY_LIMIT = "256MB"
+#: 1M-member sync held 700+ MB; with 192 MB it holds about 450 MB (the rest is Python and
+#: imports; 256 MB still peaked above 500): sorts, joins and in-memory tables spill to the
+#: temp directory. Raise it (target option `memory_limit`) for heavy segment queries.
+DEFAULT_MEMORY_LIMIT = "192MB"
 
 logger = logging.getLogger(__name__)
 
