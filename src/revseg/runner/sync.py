@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -364,6 +365,13 @@ class SyncRun:
         self.store.acknowledge(sync.name, self.report.run_id, flight.number, rejected, trigger_on=trigger_on,
                                now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections,
                                then=then)
+        ops = Counter(state["op"])
+        if not rejected and "update" not in ops and len(operations) == len(state["id"]):
+            # every row was sent as itself (no update split or held back): count by op
+            report.added += ops["add"]
+            report.removed += ops["remove"]
+            report.triggered += ops["trigger"]
+            return open_rejections or bool(report.rejected)
         sent = {op.id for op in operations}
         for record_id, op in zip(state["id"], state["op"], strict=True):
             if record_id in rejected or record_id not in sent:
