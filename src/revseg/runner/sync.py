@@ -28,6 +28,7 @@ from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Desti
 from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
+from revseg.runner.garbage import fewer_collections
 from revseg.runner.operations import PreparedBatch, inflight_table, prepare_page
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
@@ -264,7 +265,7 @@ class SyncRun:
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
         open_rejections = self.store.open_rejections(sync.name)
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender, \
-                self.store.wh.one_thread():
+                self.store.wh.one_thread(), fewer_collections():
             number = 0
             flight: _InFlight | None = None
             # The next page is read and turned into operations while the sender thread waits
