@@ -265,7 +265,7 @@ class SyncRun:
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
         open_rejections = self.store.open_rejections(sync.name)
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender, \
-                self.store.wh.one_thread(), fewer_collections():
+                fewer_collections():
             number = 0
             flight: _InFlight | None = None
             # The next page is read and turned into operations while the sender thread waits

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -77,13 +76,6 @@ class Warehouse(ABC):
         answers HTTP requests while the scheduler works). The caller closes it. Adapters whose
         connections cannot be shared across threads override this; the default refuses."""
         raise NotImplementedError(f"the {self.type_name} adapter cannot open a second session")
-
-    @contextmanager
-    def one_thread(self) -> Iterator[None]:
-        """A block whose statements each touch one batch of rows (delivery bookkeeping):
-        an engine whose thread pool only adds overhead to those runs them on one thread.
-        By default nothing changes."""
-        yield
 
     # -- rendering -----------------------------------------------------------------
     def render(self, expression: exp.Expr) -> str:

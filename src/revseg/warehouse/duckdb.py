@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,18 +191,6 @@ class DuckDBWarehouse(Warehouse):
             self._run(insert)
         finally:
             self._conn.unregister(view)
-
-    @contextmanager
-    def one_thread(self) -> Iterator[None]:
-        """DuckDB's pool at one thread: a delivery's statements (a 10,000-row insert, delete or
-        range read, a commit) gain nothing from the pool but its hand-offs, and the pool
-        competes for the cores with the process the batches are sent to. Restored after."""
-        threads = self.fetchall(exp.select(exp.func("current_setting", exp.Literal.string("threads"))))[0][0]
-        self._run(_setting("threads", "1"))
-        try:
-            yield
-        finally:
-            self._run(_setting("threads", str(threads)))
 
     def schema_exists(self, schema: str) -> bool:
         query = exp.select("1").from_("information_schema.schemata").where(
