@@ -67,8 +67,14 @@ class DuckDBWarehouse(Warehouse):
                     # of a 1M-member sync): checkpoint once, on close, when the WAL is big.
                     self._conn.execute("PRAGMA disable_checkpoint_on_shutdown")
                     self._conn.execute(f"SET checkpoint_threshold = '{RUN_WAL_LIMIT}'")
-                if self.config.get("memory_limit", DEFAULT_MEMORY_LIMIT):
-                    self._run(_setting("memory_limit", str(self.config.get("memory_limit", DEFAULT_MEMORY_LIMIT))))
+                limit = self.config.get("memory_limit", DEFAULT_MEMORY_LIMIT)
+                if limit:
+                    try:
+                        self._run(_setting("memory_limit", str(limit)))
+                    except WarehouseError:
+                        self._conn.close()
+                        self._conn = None
+                        raise
                 break
             except duckdb.IOException as exc:
                 # DuckDB lets one process write a file at a time: wait for the other run
