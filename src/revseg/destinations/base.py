@@ -71,6 +71,8 @@ class Batch:
     seq: int  # counts every delivery of the run across all syncs, from 1; stable on retry
     as_of: datetime
     operations: tuple[Operation, ...]
+    #: what the destination's :meth:`Destination.encode` made of the operations (None: not encoded)
+    encoded: Any = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,13 @@ class Destination(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once after the last batch, also on failure."""
+
+    def encode(self, batch: Batch) -> Batch:
+        """The batch with the work that needs no network done (normalizing, hashing), kept
+        in ``batch.encoded`` for :meth:`send`. The runner calls it for the next batch while
+        the previous one is in flight, so that work is off the send path; by default
+        ``send`` does everything."""
+        return batch
 
     @abstractmethod
     def send(self, batch: Batch) -> BatchResult:

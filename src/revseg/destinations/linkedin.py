@@ -36,6 +36,7 @@ from revseg.destinations.base import (
     DestinationOptions,
 )
 from revseg.destinations.encoding import dumps
+from revseg.destinations.hashing import hash_column
 from revseg.destinations.http import Verdict, classify_status
 from revseg.destinations.redact import redact_text
 from revseg.errors import DeliveryError
@@ -57,14 +58,19 @@ HINTS = {
     "country": "country",
 }
 WANTS = "email, google_aid, or first_name with last_name"
+_UNHASHED = object()
 
 
-def element(action: str, identifiers: Mapping[str, str]) -> tuple[dict[str, Any] | None, list[str]]:
-    """The batch element of one member (None if LinkedIn cannot match it), and unusable kinds."""
+def element(action: str, identifiers: Mapping[str, str],
+            email_digest: str | None | object = _UNHASHED) -> tuple[dict[str, Any] | None, list[str]]:
+    """The batch element of one member (None if LinkedIn cannot match it), and unusable kinds.
+    ``email_digest``: the email's digest (None: unusable) when the batch hashed its emails
+    as a column (:func:`revseg.destinations.hashing.hash_column`)."""
     user_ids: list[dict[str, str]] = []
     bad: list[str] = []
     if "email" in identifiers:
-        digest = ids.hash_value(identifiers["email"], ids.normalize_email)
+        digest = ids.hash_value(identifiers["email"], ids.normalize_email) if email_digest is _UNHASHED \
+            else email_digest
         if digest is None:
             bad.append("email")
         else:
@@ -144,8 +150,10 @@ class LinkedInDestination(HttpDestination):
     def send(self, batch: Batch) -> BatchResult:
         rejected: dict[str, str] = {}
         entries: list[tuple[str, dict[str, Any]]] = []
-        for op in sorted(batch.operations, key=lambda o: o.op != "remove"):
-            item, bad = element("REMOVE" if op.op == "remove" else "ADD", op.identifiers)
+        operations = sorted(batch.operations, key=lambda o: o.op != "remove")
+        emails = hash_column([op.identifiers.get("email") for op in operations], ids.normalize_email)
+        for op, email in zip(operations, emails, strict=True):
+            item, bad = element("REMOVE" if op.op == "remove" else "ADD", op.identifiers, email)
             if item is not None:
                 entries.append((op.id, item))
             elif op.op != "remove":

@@ -24,6 +24,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -219,9 +220,13 @@ class MetaDestination(HttpDestination):
         token = self.meta.access_token.get_secret_value().encode()
         return {"appsecret_proof": hmac.new(key, token, hashlib.sha256).hexdigest()}
 
+    def encode(self, batch: Batch) -> Batch:
+        """The identifiers hashed a column at a time, while the previous batch is in flight."""
+        return replace(batch, encoded=encode_columns(batch.operations))
+
     def send(self, batch: Batch) -> BatchResult:
         operations = batch.operations
-        columns, raw = encode_columns(operations)
+        columns, raw = batch.encoded if batch.encoded is not None else encode_columns(operations)
         rejected: dict[str, str] = {}
         uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
         matchable = matchable_rows(columns, len(operations))

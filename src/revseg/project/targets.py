@@ -20,6 +20,9 @@ class DuckDBTarget(_Target):
     read_only: bool = False
     #: seconds to wait when another process has the database file open
     lock_timeout: float = 30.0
+    #: DuckDB's ``memory_limit`` for revseg's connection (e.g. ``2GB``); null: DuckDB's own
+    #: default, 80% of the machine's memory. Above it DuckDB spills to its temp directory.
+    memory_limit: str | None = "192MB"
 
 
 class PostgresTarget(_Target):

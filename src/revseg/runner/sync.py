@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Desti
 from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
+from revseg.runner.garbage import fewer_collections
 from revseg.runner.operations import PreparedBatch, inflight_table, prepare_page
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
@@ -290,7 +292,8 @@ class SyncRun:
         trigger_on = sync.on if sync.mode == "trigger" else None
         ops = SENDS[sync.mode]
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
-        with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender:
+        with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender, \
+                fewer_collections():
             number = 0
             flight: _InFlight | None = None
             # The next page is read and turned into operations while the sender thread waits
@@ -299,6 +302,8 @@ class SyncRun:
             # batch's acknowledgement, so at most one batch is ever in flight.
             for prepared in self._prepared(sync, destination, report, template, ops, sum(counts.values())):
                 rows = inflight_table(prepared)
+                # encoded (hashed) here, while the batch before it is still in flight
+                batch = self._batch(destination, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
                 if flight is not None:
                     rejected = self._outcome(flight, trigger_on)
@@ -315,7 +320,7 @@ class SyncRun:
                 if not recorded:
                     self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
                                              as_of=self.options.as_of, now=self.clock())
-                flight = self._submit(sender, destination, segment, sync, number, prepared)
+                flight = self._submit(sender, destination, number, prepared, batch)
             if flight is not None:
                 rejected = self._outcome(flight, trigger_on)
                 self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections)
@@ -347,12 +352,20 @@ class SyncRun:
             self.lock.renew()
         self.progress("batch", {"sync": sync.name, "done": done, "total": total})
 
-    def _submit(self, sender: ThreadPoolExecutor, destination: Destination, segment: Segment, sync: Sync,
-                number: int, prepared: PreparedBatch) -> _InFlight:
-        """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
-        batch = Batch(self.report.run_id, sync.name, segment.name, number, self.seq, self.options.as_of,
+    def _batch(self, destination: Destination, segment: Segment, sync: Sync, number: int, seq: int,
+               prepared: PreparedBatch) -> Batch | None:
+        """Batch ``number`` (delivery ``seq`` of the run), encoded by the destination; None
+        when it has nothing to send."""
+        if not prepared.operations:
+            return None
+        batch = Batch(self.report.run_id, sync.name, segment.name, number, seq, self.options.as_of,
                       tuple(prepared.operations))
-        future = sender.submit(destination.send, batch) if prepared.operations else None
+        return destination.encode(batch)
+
+    def _submit(self, sender: ThreadPoolExecutor, destination: Destination, number: int, prepared: PreparedBatch,
+                batch: Batch | None) -> _InFlight:
+        """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
+        future = sender.submit(destination.send, batch) if batch is not None else None
         return _InFlight(number, prepared, future)
 
     def _outcome(self, flight: _InFlight, trigger_on: str | None) -> dict[str, str]:
@@ -381,6 +394,13 @@ class SyncRun:
         self.store.acknowledge(sync.name, self.report.run_id, flight.number, rejected, trigger_on=trigger_on,
                                now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections,
                                then=then)
+        ops = Counter(state["op"])
+        if not rejected and "update" not in ops and len(operations) == len(state["id"]):
+            # every row was sent as itself (no update split or held back): count by op
+            report.added += ops["add"]
+            report.removed += ops["remove"]
+            report.triggered += ops["trigger"]
+            return open_rejections or bool(report.rejected)
         sent = {op.id for op in operations}
         for record_id, op in zip(state["id"], state["op"], strict=True):
             if record_id in rejected or record_id not in sent:

@@ -363,9 +363,13 @@ class StateStore:
         return int(self.scalar(query))
 
     def materialize_delta(self, sync: str, query: exp.Select) -> dict[str, int]:
-        """Write the sync's numbered delta to a table; return the count of rows per op."""
+        """Write the sync's numbered delta to a table; return the count of rows per op.
+
+        Not sorted again by ``rn``: the numbering's own sort leaves the rows in ``rn``
+        order, and a page is read by an ``rn`` range with ORDER BY anyway (a second sort of a
+        1M-row delta cost 0.2-0.3 s and as much memory as the delta)."""
         target = self.delta_table(sync)
-        self.replace_table(target, exp.select("*").from_(query.subquery("q")).order_by("rn"))
+        self.replace_table(target, query)
         rows = self.wh.fetchall(exp.select("op", exp.Count(this=exp.Star())).from_(target).group_by("op"))
         return {str(op): int(n) for op, n in rows}
 

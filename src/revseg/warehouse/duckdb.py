@@ -25,6 +25,11 @@ LOCK_WAIT_SECONDS = 30.0
 #: 2-4 MiB when nothing else checkpoints the file.
 RUN_WAL_LIMIT = "256MB"
 CLOSE_CHECKPOINT_BYTES = 4 * 2**20
+#: DuckDB keeps freed buffers cached up to its memory limit (80% of RAM by default), so a
+#: 1M-member sync held 700+ MB; with 192 MB it holds about 450 MB (the rest is Python and
+#: imports; 256 MB still peaked above 500): sorts, joins and in-memory tables spill to the
+#: temp directory. Raise it (target option `memory_limit`) for heavy segment queries.
+DEFAULT_MEMORY_LIMIT = "192MB"
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,14 @@ class DuckDBWarehouse(Warehouse):
                     # of a 1M-member sync): checkpoint once, on close, when the WAL is big.
                     self._conn.execute("PRAGMA disable_checkpoint_on_shutdown")
                     self._conn.execute(f"SET checkpoint_threshold = '{RUN_WAL_LIMIT}'")
+                limit = self.config.get("memory_limit", DEFAULT_MEMORY_LIMIT)
+                if limit:
+                    try:
+                        self._run(_setting("memory_limit", str(limit)))
+                    except WarehouseError:
+                        self._conn.close()
+                        self._conn = None
+                        raise
                 break
             except duckdb.IOException as exc:
                 # DuckDB lets one process write a file at a time: wait for the other run
@@ -211,3 +224,8 @@ class DuckDBWarehouse(Warehouse):
 
     def rollback(self) -> None:
         self._conn.execute("ROLLBACK")
+
+
+def _setting(name: str, value: str) -> exp.Set:
+    """``SET name = 'value'``, the value quoted by sqlglot."""
+    return exp.Set(expressions=[exp.SetItem(this=exp.EQ(this=exp.to_identifier(name), expression=exp.Literal.string(value)))])
