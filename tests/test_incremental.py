@@ -199,3 +199,27 @@ def test_state_written_by_the_previous_schema_version_stays_incremental(tmp_path
         state = connection.execute(
             'SELECT as_of, last_full_as_of, members FROM "revseg"."segment_state"').fetchall()
     assert state == [(T + timedelta(hours=2), T, 1)]
+
+
+@pytest.mark.parametrize("change", ["leaves", "enters"])
+def test_full_refresh_patches_the_stored_membership(tmp_path: Path, change: str) -> None:
+    """A full run writes only the stored rows that differ (tests/test_incremental_chain.py
+    covers it along chains); here a member leaves, or a customer enters, between two runs and
+    the second is a --full-refresh: the commit, and the incremental runs after it, must see it."""
+    runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    check(runner, tmp_path, T, "full")
+    if change == "leaves":
+        update_customer(tmp_path, 2, "FR", T + timedelta(minutes=1))
+        expected = {"1"}
+    else:
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+            connection.execute("INSERT INTO customers VALUES (3, 'DE', ?, ?)", [T, T + timedelta(minutes=1)])
+        expected = {"1", "2", "3"}
+    as_of = T + timedelta(minutes=5)
+    report = runner.sync(as_of=as_of, full_refresh=True)
+    assert [s.mode for s in report.segments] == ["full"]
+    assert committed(tmp_path, "germans") == expected
+    check(runner, tmp_path, as_of + timedelta(minutes=1), "skipped")
+    update_customer(tmp_path, 1, "FR", as_of + timedelta(minutes=2))  # the stored rows were right
+    check(runner, tmp_path, as_of + timedelta(minutes=3), "incremental")
+    assert committed(tmp_path, "germans") == expected - {"1"}

@@ -49,9 +49,9 @@ def _all_empty(traits: Any) -> list[exp.Expr]:
     ]
 
 
-#: a segment's scratch tables: the whole fresh membership of a full run, the candidates
-#: (keys that may have changed) and their new rows
-RUN_TABLES = ("fresh", "cand", "changed")
+#: a segment's scratch tables: the whole fresh membership of a full run and how it differs
+#: from the stored one, the candidates (keys that may have changed) and their new rows
+RUN_TABLES = ("fresh", "diff", "cand", "changed")
 
 _MEMBER_COLUMNS = ["sync", "id", "hash", "pending", "payload", "updated_at"]
 
@@ -230,18 +230,30 @@ class StateStore:
         """A full run: patch the stored membership to equal ``fresh`` (the whole new
         membership, a scratch table of the stage's columns) by rewriting only the rows that
         differ, not every member. Returns (ids that changed, their new rows) like an
-        incremental run's candidates: rows are equal when their id and trait hash are."""
+        incremental run's candidates: rows are equal when their id and trait hash are.
+
+        One FULL OUTER JOIN of the two finds both the new or changed rows and the ids that
+        left, into a small table the two results are read from."""
+        columns = self.stage_columns(segment) or []
+        gone = "revseg_gone"
+        while gone in columns:
+            gone += "_"
         stage = self.stage_table(segment)
-        changed, candidates = self.run_table(segment, "changed"), self.run_table(segment, "cand")
+        diff, changed, candidates = (self.run_table(segment, kind) for kind in ("diff", "changed", "cand"))
         f_id, s_id = exp.column("id", table="f"), exp.column("id", table="s")
-        same = exp.and_(exp.EQ(this=f_id.copy(), expression=s_id.copy()),
-                        exp.EQ(this=exp.column(HASH, table="f"), expression=exp.column(HASH, table="s")))
-        self.replace_table(changed, exp.select("f.*").from_(exp.alias_(fresh.copy(), "f", table=True))
-                           .join(exp.alias_(stage.copy(), "s", table=True), on=same, join_type="anti"))
-        gone = exp.select(s_id.copy()).from_(exp.alias_(stage.copy(), "s", table=True)).join(
-            exp.alias_(fresh.copy(), "f", table=True), on=exp.EQ(this=s_id.copy(), expression=f_id.copy()),
-            join_type="anti")
-        self.replace_table(candidates, exp.union(exp.select("id").from_(changed.copy()), gone, distinct=False))
+        # new, gone (one side's hash is NULL) or with other traits
+        differs = exp.NullSafeNEQ(this=exp.column(HASH, table="f"), expression=exp.column(HASH, table="s"))
+        self.replace_table(diff, exp.select(
+            *[exp.column(exp.to_identifier(c, quoted=True), table="f") for c in columns],
+            exp.alias_(s_id.copy(), gone, quoted=True))
+            .from_(exp.alias_(fresh.copy(), "f", table=True))
+            .join(exp.select("id", HASH).from_(stage).subquery("s"), on=exp.EQ(this=f_id.copy(), expression=s_id.copy()),
+                  join_type="full outer")
+            .where(differs))
+        self.replace_table(changed, exp.select(*[exp.to_identifier(c, quoted=True) for c in columns]).from_(diff.copy())
+                           .where(exp.not_(exp.Is(this=exp.column("id"), expression=exp.Null()))))
+        self.replace_table(candidates, exp.select(exp.alias_(exp.Coalesce(
+            this=exp.column("id"), expressions=[exp.column(exp.to_identifier(gone, quoted=True))]), "id")).from_(diff.copy()))
         return candidates, changed
 
     def stage_version(self, segment: str) -> exp.Select:
