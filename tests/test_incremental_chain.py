@@ -682,9 +682,16 @@ def run_chain(engine: Engine, seed: int, directory: Path) -> ChainResult:
         # one chain in two runs its steps in one long-lived session, as `revseg run` does:
         # there each segment's last run is the one the session recorded, not read from state
         session = stack.enter_context(runner.session(plan.as_ofs[0])) if seed % 2 else None
-        if session is not None and isinstance(engine, DuckDBEngine):
-            engine.shared = session.warehouse._conn  # noqa: SLF001 (the test shares the open database)
-        _steps(engine, seed, plan, data, trees, runner, session, result)
+        lock = None
+        if session is not None:
+            from revseg.state.lock import SegmentLock
+
+            if isinstance(engine, DuckDBEngine):
+                engine.shared = session.warehouse._conn  # noqa: SLF001 (the test shares the open database)
+            lock = SegmentLock(session.store, "chain", datetime.utcnow)
+            lock.acquire(list(trees), 30.0)
+            stack.callback(lock.release)
+        _steps(engine, seed, plan, data, trees, runner, session, lock, result)
     total = sum(result.modes.values())
     assert result.modes["incremental"] >= 2 / 3 * total, (
         f"{engine.name} chain {seed}: modes {dict(result.modes)}"
@@ -698,7 +705,7 @@ def run_chain(engine: Engine, seed: int, directory: Path) -> ChainResult:
 
 
 def _steps(engine: Engine, seed: int, plan: Any, data: Any, trees: dict[str, Any], runner: Any,
-           session: Any, result: ChainResult) -> None:
+           session: Any, lock: Any, result: ChainResult) -> None:
     from revseg.runner.sync import SyncOptions
 
     for step in range(STEPS + 1):
@@ -714,7 +721,7 @@ def _steps(engine: Engine, seed: int, plan: Any, data: Any, trees: dict[str, Any
             if session is None:
                 report = runner.sync(as_of=as_of, full_refresh=forced)
             else:
-                report = session.sync(list(trees), None, SyncOptions(as_of, full_refresh=forced))
+                report = session.sync(list(trees), None, SyncOptions(as_of, full_refresh=forced), lock=lock)
         except Exception as error:  # noqa: BLE001 (show where the chain was)
             pytest.fail(
                 f"{engine.name} chain {seed}, step {step}: sync raised {error!r}", pytrace=False

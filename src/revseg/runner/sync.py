@@ -98,6 +98,8 @@ class SyncRun:
         self.lock = lock or SegmentLock(self.store, self.report.run_id, self.clock)
         if own_lock:
             self.lock.acquire(segments, self.options.lock_wait_seconds)
+            self.known.clear()  # without a lock held across runs, others may have run since
+
         try:
             for i, name in enumerate(segments):
                 if self.should_stop():
