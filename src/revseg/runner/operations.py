@@ -10,7 +10,6 @@ from typing import Any
 
 import jinja2
 import orjson
-import pyarrow as pa
 
 from revseg.destinations.base import Operation
 from revseg.spec.project import Sync
@@ -28,7 +27,7 @@ class PreparedBatch:
     deferred: int = 0  # trigger sends held back by quiet hours
 
 
-def prepare_page(sync: Sync, page: pa.Table, template: jinja2.Template | None, supports_update: bool,
+def prepare_page(sync: Sync, page: dict[str, list[Any]], template: jinja2.Template | None, supports_update: bool,
                  as_of: datetime, done: int) -> PreparedBatch:
     """Rows of the delta as operations, plus the columns recorded in flight for them
     (id, op, hash, payload = the identifiers sent, held). Members with no usable
@@ -39,16 +38,16 @@ def prepare_page(sync: Sync, page: pa.Table, template: jinja2.Template | None, s
     does not stay in the audience; one whose identifiers did not change is sent as an
     update, or, where the API has no update, acknowledged without sending.
 
-    The page is read a column at a time (no dict per row from Arrow); each row's
-    traits become the operation's own dict.
+    The page is one list per column (no dict per row); each row's traits become the
+    operation's own dict.
     """
     operations: list[Operation] = []
     removes: list[Operation] = []  # held identifiers of updates whose identifiers changed
     state: dict[str, list[Any]] = {"id": [], "op": [], "hash": [], "payload": [], "held": []}
     skipped = deferred = 0
     failed: dict[str, str] = {}
-    size = page.num_rows
-    columns = {name: page.column(name).to_pylist() for name in page.column_names}
+    size = page_rows(page)
+    columns = dict(page)
 
     def take(name: str, default: Any) -> list[Any]:
         return columns.pop(name) if name in columns else [default] * size
@@ -110,18 +109,19 @@ def prepare_page(sync: Sync, page: pa.Table, template: jinja2.Template | None, s
     return PreparedBatch(removes + operations, state, failed, done, skipped, deferred)
 
 
-INFLIGHT = pa.schema([("id", pa.string()), ("op", pa.string()), ("hash", pa.string()),
-                      ("payload", pa.string()), ("held", pa.bool_())])
+def page_rows(page: dict[str, list[Any]]) -> int:
+    return len(next(iter(page.values()), []))
 
 
-def inflight_table(prepared: PreparedBatch) -> pa.Table:
-    """The rows a batch records in flight: its operations' and its failed records'."""
+def inflight_rows(prepared: PreparedBatch) -> dict[str, list[Any]]:
+    """The rows a batch records in flight (id, op, hash, payload, held): its operations' and
+    its failed records'."""
     state = prepared.state
     for record_id in prepared.failed:
         for column, value in (("id", record_id), ("op", "trigger"), ("hash", None), ("payload", None),
                               ("held", False)):
             state[column].append(value)
-    return pa.table(state, schema=INFLIGHT)
+    return state
 
 
 _new, _set = object.__new__, object.__setattr__

@@ -18,7 +18,6 @@ from typing import Any
 
 import jinja2
 import jinja2.sandbox
-import pyarrow as pa
 from sqlglot import exp
 
 from revseg.compile.catalog import Catalog
@@ -29,12 +28,16 @@ from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
 from revseg.runner.garbage import fewer_collections
-from revseg.runner.operations import PreparedBatch, inflight_table, prepare_page
+from revseg.runner.operations import PreparedBatch, inflight_rows, page_rows, prepare_page
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
 from revseg.state.watermarks import LastRun, sync_state
+
+#: deltas of more rows are read as Arrow: faster per row, but importing pyarrow costs more
+#: than reading a small delta as tuples
+ARROW_DELTA_ROWS = 20_000
 
 SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -303,7 +306,7 @@ class SyncRun:
             # flight only with (mirror, upsert: in the same transaction as) the previous
             # batch's acknowledgement, so at most one batch is ever in flight.
             for prepared in self._prepared(sync, destination, report, template, ops, sum(counts.values())):
-                rows = inflight_table(prepared)
+                rows = inflight_rows(prepared)
                 # encoded (hashed) here, while the batch before it is still in flight
                 batch = self._batch(destination, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
@@ -337,11 +340,12 @@ class SyncRun:
         after = 0
         done = 0
         while after < last:
-            page = self.store.read_delta(sync.name, after, size, ops)
+            page = self.store.read_delta(sync.name, after, size, ops, arrow=last > ARROW_DELTA_ROWS)
             after += size
-            if page.num_rows == 0:
+            rows = page_rows(page)
+            if rows == 0:
                 continue
-            done += page.num_rows
+            done += rows
             prepared = prepare_page(sync, page, template, destination.capabilities.supports_update,
                                     self.options.as_of, done)
             report.skipped += prepared.skipped
@@ -389,7 +393,7 @@ class SyncRun:
 
     def _acknowledge(self, flight: _InFlight, rejected: dict[str, str], sync: Sync, report: SyncReport,
                      trigger_on: str | None, open_rejections: bool,
-                     then: tuple[int, pa.Table] | None = None) -> bool:
+                     then: tuple[int, dict[str, list[Any]]] | None = None) -> bool:
         """Step 3 (with ``then``, step 1 of the next batch too); returns whether the sync has
         rejections on record now."""
         operations, state = flight.prepared.operations, flight.prepared.state

@@ -113,6 +113,16 @@ class Warehouse(ABC):
         """Append ``data`` (columns named as the table's) through the driver's bulk path."""
 
     @abstractmethod
+    def fetch_columns(self, expression: exp.Expr) -> dict[str, list[Any]]:
+        """Run a query; its result as one list per column, by name (a small result: no Arrow)."""
+
+    @abstractmethod
+    def insert_columns(self, table: exp.Table, columns: Mapping[str, list[Any]], constants: Mapping[str, Any]) -> None:
+        """Append rows given as one list per column (equal lengths), plus ``constants``: columns
+        with the same value in every row. Small inputs go in without Arrow (a one-shot sync of
+        a small delta then never imports pyarrow); large ones through ``insert_arrow``."""
+
+    @abstractmethod
     def schema_exists(self, schema: str) -> bool: ...
 
     @abstractmethod

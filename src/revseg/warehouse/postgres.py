@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
@@ -133,14 +133,28 @@ class PostgresWarehouse(Warehouse):
         return [Column(d.name, _type_name(self._conn, d.type_code)) for d in cursor.description]
 
     def insert_arrow(self, table: exp.Table, data: pa.Table) -> None:
+        self._copy(table, data.column_names, zip(*(column.to_pylist() for column in data.columns), strict=True))
+
+    def fetch_columns(self, expression: exp.Expr) -> dict[str, list[Any]]:
+        cursor = self._run(expression)
+        names = [d.name for d in cursor.description]
+        rows = cursor.fetchall()
+        return {name: list(values) for name, values in zip(names, zip(*rows), strict=True)} if rows \
+            else {name: [] for name in names}
+
+    def insert_columns(self, table: exp.Table, columns: Mapping[str, list[Any]], constants: Mapping[str, Any]) -> None:
+        fixed = tuple(constants.values())
+        self._copy(table, [*columns, *constants], (row + fixed for row in zip(*columns.values(), strict=True)))
+
+    def _copy(self, table: exp.Table, names: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        """COPY ``rows`` (tuples in the order of ``names``) into ``table``."""
         from psycopg import sql
 
-        names = data.column_names
         target = sql.SQL(self.render(table))
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
         try:
             with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in zip(*(column.to_pylist() for column in data.columns), strict=True):
+                for row in rows:
                     copy.write_row(row)
         except Exception as exc:
             raise WarehouseError(f"bulk insert into {self.render(table)} failed: {str(exc).strip()}") from None
