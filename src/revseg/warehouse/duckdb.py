@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from revseg.warehouse.base import Column, TableRef, Warehouse, create_statement
 
 #: inserts of more rows go through Arrow (see insert_columns)
 ARROW_INSERT_ROWS = 20_000
+
 #: how long to wait for another process to release the database file
 LOCK_WAIT_SECONDS = 30.0
 #: DuckDB's automatic checkpoint threshold while revseg holds the file, and the WAL size from
@@ -210,7 +212,7 @@ class DuckDBWarehouse(Warehouse):
         count = len(next(iter(columns.values()), []))
         if count == 0:
             return
-        if count > ARROW_INSERT_ROWS:  # binding lists costs ~3 us a row, Arrow ~1 us plus its import
+        if _through_arrow(count):
             import pyarrow as pa
 
             data = pa.table({**columns, **{name: [value] * count for name, value in constants.items()}})
@@ -254,3 +256,9 @@ class DuckDBWarehouse(Warehouse):
 def _setting(name: str, value: str) -> exp.Set:
     """``SET name = 'value'``, the value quoted by sqlglot."""
     return exp.Set(expressions=[exp.SetItem(this=exp.EQ(this=exp.to_identifier(name), expression=exp.Literal.string(value)))])
+
+
+def _through_arrow(rows: int) -> bool:
+    """Whether an insert of ``rows`` goes through Arrow: binding lists costs ~3 us a row,
+    Arrow ~1 us, plus importing pyarrow (60-90 ms) when that is not done yet."""
+    return rows > ARROW_INSERT_ROWS or "pyarrow" in sys.modules
