@@ -255,7 +255,7 @@ class StateStore:
             this=exp.column("id"), expressions=[exp.column(exp.to_identifier(gone, quoted=True))]), "id")).from_(diff.copy()))
         return candidates, changed
 
-    def stage_version(self, segment: str) -> exp.Select:
+    def stage_version_query(self, segment: str) -> exp.Select:
         """The query of the as_of the stored membership was computed at (no row: none)."""
         return exp.select("as_of").from_(self.t("stage_versions")).where(_eq("segment", segment))
 

@@ -41,7 +41,7 @@ def _s(value: str) -> exp.Literal:
 def last_run(store: StateStore, segment: str) -> LastRun | None:
     query = (
         exp.select("as_of", "definition_hash", "fingerprint", "last_full_as_of", "members",
-                   exp.alias_(store.stage_version(segment).subquery(), "stage_as_of"))
+                   exp.alias_(store.stage_version_query(segment).subquery(), "stage_as_of"))
         .from_(store.t("segment_state")).where(exp.EQ(this=exp.column("segment"), expression=_s(segment)))
     )
     rows = store.wh.fetchall(query)

@@ -27,6 +27,13 @@ def create_statement(target: exp.Table, query: exp.Query, *, temporary: bool, re
     return exp.Create(this=target.copy(), kind="TABLE", expression=query, properties=properties, replace=replace)
 
 
+def by_column(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Rows (tuples in the order of ``names``) as one list per column."""
+    if not rows:
+        return {name: [] for name in names}
+    return {name: list(values) for name, values in zip(names, zip(*rows), strict=True)}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

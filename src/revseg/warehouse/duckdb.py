@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from revseg.errors import LockError, WarehouseError
-from revseg.warehouse.base import Column, TableRef, Warehouse, create_statement
+from revseg.warehouse.base import Column, TableRef, Warehouse, by_column, create_statement
 
 #: inserts of more rows go through Arrow (see insert_columns)
 ARROW_INSERT_ROWS = 20_000
@@ -203,10 +203,7 @@ class DuckDBWarehouse(Warehouse):
 
     def fetch_columns(self, expression: exp.Expr) -> dict[str, list[Any]]:
         cursor = self._run(expression)
-        names = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
-        return {name: list(values) for name, values in zip(names, zip(*rows), strict=True)} if rows \
-            else {name: [] for name in names}
+        return by_column([d[0] for d in cursor.description], cursor.fetchall())
 
     def insert_columns(self, table: exp.Table, columns: Mapping[str, list[Any]], constants: Mapping[str, Any]) -> None:
         count = len(next(iter(columns.values()), []))

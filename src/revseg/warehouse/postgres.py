@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from revseg.errors import WarehouseError
-from revseg.warehouse.base import Column, TableRef, Warehouse, create_statement
+from revseg.warehouse.base import Column, TableRef, Warehouse, by_column, create_statement
 
 
 class PostgresWarehouse(Warehouse):
@@ -137,10 +137,7 @@ class PostgresWarehouse(Warehouse):
 
     def fetch_columns(self, expression: exp.Expr) -> dict[str, list[Any]]:
         cursor = self._run(expression)
-        names = [d.name for d in cursor.description]
-        rows = cursor.fetchall()
-        return {name: list(values) for name, values in zip(names, zip(*rows), strict=True)} if rows \
-            else {name: [] for name in names}
+        return by_column([d.name for d in cursor.description], cursor.fetchall())
 
     def insert_columns(self, table: exp.Table, columns: Mapping[str, list[Any]], constants: Mapping[str, Any]) -> None:
         fixed = tuple(constants.values())
