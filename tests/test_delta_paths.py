@@ -18,10 +18,8 @@ pytestmark = pytest.mark.duckdb
 
 @pytest.mark.parametrize("way", ["lists", "arrow"])
 def test_both_ways_deliver_the_membership(tmp_path: Path, way: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # pyarrow is loaded in this test process: the in-flight inserts are told which way to go
-    monkeypatch.setattr("revseg.warehouse.duckdb._through_arrow", lambda rows: way == "arrow")
-    if way == "arrow":
-        monkeypatch.setattr("revseg.runner.sync.ARROW_DELTA_ROWS", 0)
+    # pyarrow is loaded in this test process: the warehouse is told which way to go
+    monkeypatch.setattr("revseg.warehouse.duckdb.DuckDBWarehouse.prefers_arrow", lambda self, rows: way == "arrow")
     files = shop_files(syncs={"active_vip": [{"destination": "audit", "batch_size": 7}]},
                        destinations={"audit": jsonl_file("out/audit.jsonl")})
     write_files(tmp_path, files)

@@ -30,6 +30,7 @@ from sqlglot import exp
 
 from revseg.compile.catalog import Catalog, Kind
 from revseg.compile.conditions import model_source
+from revseg.compile.named_values import named_value, named_values
 from revseg.compile.values import timestamp_literal
 from revseg.spec.conditions import (
     AggregateCondition,
@@ -202,8 +203,7 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
     miss a row that arrives out of order within ``lookback``, e.g. an entity updated in place
     with an ``updated_at`` below the latest one.
 
-    A UNION ALL of one-row aggregates, not one row of scalar subqueries: DuckDB plans those as
-    a join of as many relations, whose planning costs more than the scans.
+    One row per value (see :mod:`revseg.compile.named_values`).
     """
     branches: list[exp.Select] = []
     for name in sorted(plan.boundaries):
@@ -211,7 +211,7 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
         change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
         source = model_source(model, "m")
         count = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
-        branches.append(_named(rows_key(name), count).from_(source.copy()))
+        branches.append(named_value(rows_key(name), count).from_(source.copy()))
         for i, since in enumerate(sinces if change else ()):
             column = _column(catalog, name, change or "")
             recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
@@ -220,13 +220,9 @@ def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan,
             values = [exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)]
             text = [exp.Coalesce(this=exp.cast(value, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("-")])
                     for value in values]
-            branches.append(_named(f"{name}:recent@{i}", exp.Concat(expressions=_joined(text), safe=True, coalesce=False))
+            branches.append(named_value(f"{name}:recent@{i}", exp.Concat(expressions=_joined(text), safe=True, coalesce=False))
                             .from_(source.copy()).where(recent))
-    return exp.union(*branches, distinct=False) if len(branches) > 1 else branches[0]
-
-
-def _named(name: str, value: exp.Expr) -> exp.Select:
-    return exp.select(exp.alias_(exp.Literal.string(name), "k"), exp.alias_(value, "v"))
+    return named_values(branches)
 
 
 def rows_key(model: str) -> str:

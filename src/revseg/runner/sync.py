@@ -35,10 +35,6 @@ from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
 from revseg.state.watermarks import LastRun, sync_state
 
-#: deltas of more rows are read as Arrow: faster per row, but importing pyarrow costs more
-#: than reading a small delta as tuples
-ARROW_DELTA_ROWS = 20_000
-
 SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -101,7 +97,9 @@ class SyncRun:
         self.lock = lock or SegmentLock(self.store, self.report.run_id, self.clock)
         if own_lock:
             self.lock.acquire(segments, self.options.lock_wait_seconds)
-            self.known.clear()  # without a lock held across runs, others may have run since
+            # without a lock held across runs, others may have run these segments since
+            self.known.clear()
+            self.store.forget()
 
         try:
             for i, name in enumerate(segments):
@@ -178,7 +176,8 @@ class SyncRun:
         self.report.segments.append(SegmentReport(segment.name, "full", members, entered, exited))
         for sync in self._selected(segment, syncs):
             report = SyncReport(segment.name, sync.destination, sync.mode)
-            query = self._delta(segment, sync, traits, staged.copy(), self.store.first_run(sync.name))
+            first_run = sync_state(self.store, sync.name, sync.max_attempts, None).first_run
+            query = self._delta(segment, sync, traits, staged.copy(), first_run)
             counts = self.store.count_delta(query)
             _fill_counts(report, counts)
             report.skipped = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else 0
@@ -340,7 +339,7 @@ class SyncRun:
         after = 0
         done = 0
         while after < last:
-            page = self.store.read_delta(sync.name, after, size, ops, arrow=last > ARROW_DELTA_ROWS)
+            page = self.store.read_delta(sync.name, after, size, ops, total=last)
             after += size
             rows = page_rows(page)
             if rows == 0:

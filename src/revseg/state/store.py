@@ -216,6 +216,11 @@ class StateStore:
         assert kind in RUN_TABLES, kind
         return self.scratch(f"{kind}__{_ident(segment)}")
 
+    def forget(self) -> None:
+        """Forget what this connection remembered of the state (the stored memberships'
+        columns): another process may have changed it since."""
+        self._stage_columns.clear()
+
     def stage_columns(self, segment: str) -> list[str] | None:
         """The stored membership's column names, or None when there is none yet."""
         if segment not in self._stage_columns:
@@ -361,12 +366,8 @@ class StateStore:
             self.wh.execute(exp.delete(self.t("outcomes"), where=mine.copy()))
         return count
 
-    def first_run(self, sync: str) -> bool:
-        query = exp.select(exp.Count(this=exp.Star())).from_(self.t("syncs")).where(_eq("sync", sync))
-        return int(self.scalar(query)) == 0
-
     def record_first_run(self, sync: str, run_id: str, now: datetime) -> None:
-        """The sync's first run started (see ``first_run``)."""
+        """The sync's first run started (its delta is then a backfill, see compile.delta)."""
         self.insert_rows("syncs", [{"sync": sync, "first_run_id": run_id, "created_at": now}])
 
     def held(self, sync: str) -> int:
@@ -400,11 +401,10 @@ class StateStore:
             ))
 
     def read_delta(self, sync: str, after: int, limit: int, ops: tuple[str, ...], *,
-                   arrow: bool) -> dict[str, list[Any]]:
+                   total: int) -> dict[str, list[Any]]:
         """Rows ``after < rn <= after + limit`` of the delta that send (``rn`` is dense, so
-        a page is a range, not a sort of the whole delta), as one list per column. With
-        ``arrow`` (a large delta) they are read as Arrow batches, faster per row; without it
-        a small delta's sync never imports pyarrow (~60-90 ms of a one-shot run)."""
+        a page is a range, not a sort of the whole delta), as one list per column; read as
+        Arrow when the warehouse prefers it for a delta of ``total`` rows."""
         query = (
             exp.select("*").from_(self.delta_table(sync))
             .where(exp.GT(this=exp.column("rn"), expression=exp.Literal.number(after)))
@@ -412,7 +412,7 @@ class StateStore:
             .where(exp.column("op").isin(*[_s(o) for o in ops]))
             .order_by("rn")
         )
-        if not arrow:
+        if not self.wh.prefers_arrow(total):
             return self.wh.fetch_columns(query)
         import pyarrow as pa
 

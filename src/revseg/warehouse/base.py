@@ -9,6 +9,7 @@ hands it expression trees.
 from __future__ import annotations
 
 import logging
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ log = logging.getLogger("revseg.warehouse")
 def create_statement(target: exp.Table, query: exp.Query, *, temporary: bool, replace: bool) -> exp.Create:
     properties = exp.Properties(expressions=[exp.TemporaryProperty()]) if temporary else None
     return exp.Create(this=target.copy(), kind="TABLE", expression=query, properties=properties, replace=replace)
+
+
+#: results and inserts of more rows move as Arrow (see Warehouse.prefers_arrow)
+ARROW_ROWS = 20_000
 
 
 def by_column(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
@@ -126,8 +131,7 @@ class Warehouse(ABC):
     @abstractmethod
     def insert_columns(self, table: exp.Table, columns: Mapping[str, list[Any]], constants: Mapping[str, Any]) -> None:
         """Append rows given as one list per column (equal lengths), plus ``constants``: columns
-        with the same value in every row. Small inputs go in without Arrow (a one-shot sync of
-        a small delta then never imports pyarrow); large ones through ``insert_arrow``."""
+        with the same value in every row (as Arrow where ``prefers_arrow``)."""
 
     @abstractmethod
     def schema_exists(self, schema: str) -> bool: ...
@@ -141,6 +145,12 @@ class Warehouse(ABC):
     @abstractmethod
     def rollback(self) -> None: ...
 
+    def prefers_arrow(self, rows: int) -> bool:
+        """Whether ``rows`` rows move better as Arrow than as lists per column: binding lists
+        costs ~3 us a row, Arrow ~1 us, plus importing pyarrow (60-90 ms) when not done yet,
+        so a one-shot sync of a small delta never imports it."""
+        return rows > ARROW_ROWS or "pyarrow" in sys.modules
+
     def execute_count(self, expression: exp.Expr) -> int | None:
         """Run an INSERT, UPDATE or DELETE; the number of rows it changed when the driver
         reports it."""
@@ -151,8 +161,7 @@ class Warehouse(ABC):
         """(Re)create ``target`` from ``query``; the number of rows written when the driver
         reports it (None: count them yourself)."""
         self.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
-        self.execute(create_statement(target, query, temporary=temporary, replace=False))
-        return None
+        return self.execute_count(create_statement(target, query, temporary=temporary, replace=False))
 
     def execute_many(self, statements: Sequence[exp.Expr]) -> None:
         for statement in statements:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,9 +15,6 @@ if TYPE_CHECKING:
 
 from revseg.errors import LockError, WarehouseError
 from revseg.warehouse.base import Column, TableRef, Warehouse, by_column, create_statement
-
-#: inserts of more rows go through Arrow (see insert_columns)
-ARROW_INSERT_ROWS = 20_000
 
 #: how long to wait for another process to release the database file
 LOCK_WAIT_SECONDS = 30.0
@@ -166,8 +162,7 @@ class DuckDBWarehouse(Warehouse):
 
     def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
         """One statement (CREATE OR REPLACE), which answers with the number of rows."""
-        row = self._run(create_statement(target, query, temporary=temporary, replace=True)).fetchone()
-        return int(row[0]) if row else None
+        return self.execute_count(create_statement(target, query, temporary=temporary, replace=True))
 
     def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         import duckdb
@@ -209,7 +204,7 @@ class DuckDBWarehouse(Warehouse):
         count = len(next(iter(columns.values()), []))
         if count == 0:
             return
-        if _through_arrow(count):
+        if self.prefers_arrow(count):
             import pyarrow as pa
 
             data = pa.table({**columns, **{name: [value] * count for name, value in constants.items()}})
@@ -254,8 +249,3 @@ def _setting(name: str, value: str) -> exp.Set:
     """``SET name = 'value'``, the value quoted by sqlglot."""
     return exp.Set(expressions=[exp.SetItem(this=exp.EQ(this=exp.to_identifier(name), expression=exp.Literal.string(value)))])
 
-
-def _through_arrow(rows: int) -> bool:
-    """Whether an insert of ``rows`` goes through Arrow: binding lists costs ~3 us a row,
-    Arrow ~1 us, plus importing pyarrow (60-90 ms) when that is not done yet."""
-    return rows > ARROW_INSERT_ROWS or "pyarrow" in sys.modules

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from revseg.errors import WarehouseError
-from revseg.warehouse.base import Column, TableRef, Warehouse, by_column, create_statement
+from revseg.warehouse.base import Column, TableRef, Warehouse, by_column
 
 
 class PostgresWarehouse(Warehouse):
@@ -86,11 +86,9 @@ class PostgresWarehouse(Warehouse):
         count = self._run(expression).rowcount
         return count if count is not None and count >= 0 else None
 
-    def create_table_as(self, target: exp.Table, query: exp.Query, *, temporary: bool) -> int | None:
-        """DROP and CREATE ... AS; the command tag (``SELECT n``) gives the number of rows."""
-        self.execute(exp.Drop(tables=[target.copy()], kind="TABLE", exists=True))
-        count = self._run(create_statement(target, query, temporary=temporary, replace=False)).rowcount
-        return count if count is not None and count >= 0 else None
+    def prefers_arrow(self, rows: int) -> bool:
+        """Never: the driver moves rows one by one either way (COPY, cursors)."""
+        return False
 
     def fetch_batches(self, expression: exp.Expr, batch_size: int) -> Iterator[pa.RecordBatch]:
         import psycopg
