@@ -60,11 +60,11 @@ def main() -> int:
     original_run = DuckDBWarehouse._run
     original_batches = DuckDBWarehouse.fetch_batches
 
-    def timed_run(self, expression):  # type: ignore[no-untyped-def]
+    def timed_run(self, expression, params=None):  # type: ignore[no-untyped-def]
         begin = time.perf_counter()
         sql = expression if isinstance(expression, str) else self.render(expression)
         render_end = time.perf_counter()
-        result = original_run(self, sql)
+        result = original_run(self, sql, params)
         record(_caller(), sql, time.perf_counter() - render_end)
         totals["(rendering sqlglot trees to SQL)"][0] += render_end - begin
         return result
