@@ -37,14 +37,25 @@ def _s(value: str) -> exp.Literal:
     return exp.Literal.string(value)
 
 
-def stage_query(membership: exp.Select, traits: list[str]) -> exp.Select:
-    """Membership plus a hash of its traits (NULL-safe), to detect trait updates in SQL."""
+def trait_hash(traits: list[str], table: str = "m") -> exp.MD5:
+    """The hash of a row's traits (NULL-safe; each cast to text), as stored with the membership."""
     parts: list[exp.Expr] = []
     for name in traits:
-        value = exp.cast(_c("m", name), exp.DataType.build("TEXT"))
+        value = exp.cast(_c(table, name), exp.DataType.build("TEXT"))
         parts += [exp.Coalesce(this=value, expressions=[_s("\u2205")]), _s("\u001f")]
-    digest = exp.MD5(this=exp.Concat(expressions=parts or [_s("")], safe=True))
-    return exp.select(exp.Star(), exp.alias_(digest, HASH, quoted=True)).from_(membership.subquery("m"))
+    return exp.MD5(this=exp.Concat(expressions=parts or [_s("")], safe=True))
+
+
+def stage_query(membership: exp.Select, traits: list[str]) -> exp.Select:
+    """Membership plus a hash of its traits, to detect trait updates in SQL."""
+    return exp.select(exp.Star(), exp.alias_(trait_hash(traits), HASH, quoted=True)).from_(membership.subquery("m"))
+
+
+def traits_differ(traits: list[str], left: str, right: str) -> list[exp.Expr]:
+    """Per trait: the two rows' values differ, as their hash sees them (as text; NULL-safe)."""
+    text = exp.DataType.build("TEXT")
+    return [exp.NullSafeNEQ(this=exp.cast(_c(left, name), text), expression=exp.cast(_c(right, name), text))
+            for name in traits]
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,8 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     if reason is not None:
         full = membership_query(project, catalog, segment.name, as_of)
         traits = trait_names(segment, full)
-        return _full(store, segment, stage_query(full, traits), stored == [ID, *traits, HASH], as_of, reason,
-                     _recorded(fingerprint), clean)
+        return _full(store, segment, full, traits, stored == [ID, *traits, HASH], as_of, reason,
+                     _recorded(fingerprint), previous.as_of if previous is not None and clean else None)
     assert previous is not None and plan is not None and segment.where is not None  # else always full
     traits = [t.name for t in segment.traits]
     # only candidates are evaluated; the stored membership (with traits) is patched for them.
@@ -143,23 +143,27 @@ def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segmen
     return syncs_settled(store, [(s.name, s.max_attempts) for s in segment.syncs], due)
 
 
-def _full(store: StateStore, segment: Segment, staged: exp.Select, same_columns: bool, as_of: datetime,
-          reason: str, fingerprint: str | None, clean: bool) -> Evaluation:
+def _full(store: StateStore, segment: Segment, full: exp.Select, traits: list[str], same_columns: bool,
+          as_of: datetime, reason: str, fingerprint: str | None, previous_as_of: datetime | None) -> Evaluation:
     """Evaluate every entity into a scratch table, then patch the stored membership with the
     rows that differ (a rewrite of every member costs more than the evaluation itself).
-    When the stored membership was the previous run's, those rows are also all the segment
-    commit has to compare; syncs still diff in full (SPEC 4: ``--full-refresh``)."""
+
+    When the stored membership was the previous run's (``previous_as_of``), those rows are
+    also all the segment commit has to compare, and all a sync that holds exactly that
+    membership has to diff: its delta, the difference from what it holds (SPEC 4), has no
+    other rows. A sync that is behind, or a membership a killed run left behind, diffs in full."""
     if not same_columns:  # first run, or other traits: rebuild it
         store.set_stage_version(segment.name, as_of)
-        return Evaluation("full", store.stage(segment.name, staged), reason=reason, fingerprint=fingerprint,
-                          last_full_as_of=as_of)
+        return Evaluation("full", store.stage(segment.name, stage_query(full, traits)), reason=reason,
+                          fingerprint=fingerprint, last_full_as_of=as_of)
     fresh = store.run_table(segment.name, "fresh")
-    store.replace_table(fresh, staged)
+    store.replace_table(fresh, full)
     candidates, changed = store.restage(segment.name, fresh)
     members = store.patch_stage(segment.name, candidates, changed, as_of)
+    clean = previous_as_of is not None
     return Evaluation("full", members, reason=reason, fingerprint=fingerprint,
                       candidates_table=candidates if clean else None, changed_table=changed if clean else None,
-                      last_full_as_of=as_of)
+                      previous_as_of=previous_as_of, last_full_as_of=as_of)
 
 
 #: the fingerprint key of the entity's key checksum (taken only when a segment is evaluated)

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from revseg.compile.delta import HASH
+from revseg.compile.delta import HASH, trait_hash, traits_differ
 from revseg.compile.values import number_literal, timestamp_literal
 from revseg.errors import StateError
 from revseg.state.schema import LATEST, MIGRATIONS, create_table, table
@@ -232,28 +232,30 @@ class StateStore:
 
     def restage(self, segment: str, fresh: exp.Table) -> tuple[exp.Table, exp.Table]:
         """A full run: patch the stored membership to equal ``fresh`` (the whole new
-        membership, a scratch table of the stage's columns) by rewriting only the rows that
-        differ, not every member. Returns (ids that changed, their new rows) like an
-        incremental run's candidates: rows are equal when their id and trait hash are.
+        membership: a scratch table of the stage's columns but the hash) by rewriting only
+        the rows that differ, not every member. Returns (ids that changed, their new rows)
+        like an incremental run's candidates.
 
-        One FULL OUTER JOIN of the two finds both the new or changed rows and the ids that
-        left, into a small table the two results are read from."""
+        One FULL OUTER JOIN of the two finds the new rows, the rows whose traits changed and
+        the ids that left, into a small table the two results are read from. Traits are
+        compared as the hash sees them, and only those rows are hashed: hashing every
+        member cost more than the join."""
         columns = self.stage_columns(segment) or []
+        traits = [c for c in columns if c not in ("id", HASH)]
         gone = "revseg_gone"
         while gone in columns:
             gone += "_"
         stage = self.stage_table(segment)
         diff, changed, candidates = (self.run_table(segment, kind) for kind in ("diff", "changed", "cand"))
         f_id, s_id = exp.column("id", table="f"), exp.column("id", table="s")
-        # new, gone (one side's hash is NULL) or with other traits
-        differs = exp.NullSafeNEQ(this=exp.column(HASH, table="f"), expression=exp.column(HASH, table="s"))
-        self.replace_table(diff, exp.select(
-            *[exp.column(exp.to_identifier(c, quoted=True), table="f") for c in columns],
-            exp.alias_(s_id.copy(), gone, quoted=True))
+        new_row = [exp.column(exp.to_identifier(c, quoted=True), table="f") if c != HASH
+                   else exp.alias_(trait_hash(traits, "f"), HASH, quoted=True) for c in columns]
+        self.replace_table(diff, exp.select(*new_row, exp.alias_(s_id.copy(), gone, quoted=True))
             .from_(exp.alias_(fresh.copy(), "f", table=True))
-            .join(exp.select("id", HASH).from_(stage).subquery("s"), on=exp.EQ(this=f_id.copy(), expression=s_id.copy()),
-                  join_type="full outer")
-            .where(differs))
+            .join(exp.select("id", *[exp.to_identifier(t, quoted=True) for t in traits]).from_(stage).subquery("s"),
+                  on=exp.EQ(this=f_id.copy(), expression=s_id.copy()), join_type="full outer")
+            .where(exp.or_(exp.Is(this=f_id.copy(), expression=exp.Null()),
+                           exp.Is(this=s_id.copy(), expression=exp.Null()), *traits_differ(traits, "f", "s"))))
         self.replace_table(changed, exp.select(*[exp.to_identifier(c, quoted=True) for c in columns]).from_(diff.copy())
                            .where(exp.not_(exp.Is(this=exp.column("id"), expression=exp.Null()))))
         self.replace_table(candidates, exp.select(exp.alias_(exp.Coalesce(
