@@ -39,6 +39,7 @@ def main() -> int:
     parser.add_argument("--out", default="sync.prof")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--full-refresh", action="store_true")
+    parser.add_argument("--select", default=None, help="only these segments (as revseg sync --select)")
     parser.add_argument("--dump-sql", default=None, help="write every statement, in order, with its seconds")
     args = parser.parse_args()
 
@@ -97,6 +98,7 @@ def main() -> int:
 
     argv = ["sync", "--project-dir", args.project_dir, "--json"] + (["--as-of", args.as_of] if args.as_of else [])
     argv += ["--full-refresh"] if args.full_refresh else []
+    argv += ["--select", args.select] if args.select else []
     profiler = cProfile.Profile()
     run_started = time.perf_counter()
     code = 0

@@ -12,6 +12,7 @@ an incremental run (or a skip) must commit exactly the membership a full run giv
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,50 @@ def test_full_refresh_patches_the_stored_membership(tmp_path: Path, change: str)
     update_customer(tmp_path, 1, "FR", as_of + timedelta(minutes=2))  # the stored rows were right
     check(runner, tmp_path, as_of + timedelta(minutes=3), "incremental")
     assert committed(tmp_path, "germans") == expected - {"1"}
+
+
+def sent(path: Path) -> list[tuple[str, str, str | None]]:
+    """(op, id, country) of every record the file destination holds, in order."""
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [(r["op"], r["id"], (r.get("traits") or {}).get("country")) for r in records]
+
+
+def test_full_refresh_sends_only_what_changed_and_catches_up_a_sync_that_is_behind(tmp_path: Path) -> None:
+    """A full run patches the stored membership with the rows that differ; a sync that holds
+    exactly the previous membership gets just those rows, and one whose last run failed is
+    diffed against everything it holds (SPEC 4: the delta is the difference from what the
+    destination holds, whichever way it is computed)."""
+    runner = make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    segment = tmp_path / "segments" / "germans.yml"
+    segment.write_text(segment.read_text() + (
+        "traits: {country: country, signup_at: signup_at}\n"
+        "syncs: [{destination: out, mode: mirror}]\n"))
+    write_files(tmp_path, {"destinations/out.yml": {"name": "out", "type": "file", "options": {"path": "out.jsonl"}}})
+    runner = Runner(tmp_path)
+    out = tmp_path / "out.jsonl"
+    check(runner, tmp_path, T, "full")
+    assert sorted(sent(out)) == [("add", "1", "DE"), ("add", "2", "DE")]
+
+    # a trait changes (signup_at), a member leaves, a customer enters
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("UPDATE customers SET signup_at = ?, updated_at = ? WHERE customer_id = 1",
+                           [T, T + timedelta(minutes=1)])
+        connection.execute("INSERT INTO customers VALUES (3, 'DE', ?, ?)", [T, T + timedelta(minutes=1)])
+    update_customer(tmp_path, 2, "FR", T + timedelta(minutes=1))
+    out.unlink()
+    report = runner.sync(as_of=T + timedelta(minutes=5), full_refresh=True)
+    assert [s.mode for s in report.segments] == ["full"] and report.syncs[0].error is None
+    assert sorted(sent(out)) == [("add", "3", "DE"), ("remove", "2", None), ("update", "1", "DE")]
+
+    # the next full run finds the destination unreachable: nothing is delivered ...
+    update_customer(tmp_path, 3, "FR", T + timedelta(minutes=6))
+    out.unlink()
+    out.mkdir()
+    report = runner.sync(as_of=T + timedelta(minutes=10), full_refresh=True)
+    assert report.syncs[0].error is not None
+    out.rmdir()
+    # ... so the one after it, with no new change, still owes it the removal of 3
+    report = runner.sync(as_of=T + timedelta(minutes=15), full_refresh=True)
+    assert report.syncs[0].error is None
+    assert sent(out) == [("remove", "3", None)]
+    assert committed(tmp_path, "germans") == {"1"}
