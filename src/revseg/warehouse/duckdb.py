@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 from revseg.errors import LockError, WarehouseError
 from revseg.warehouse.base import Column, TableRef, Warehouse, by_column, create_statement
+from revseg.warehouse.duckdb_memory import raised
 
 #: how long to wait for another process to release the database file
 LOCK_WAIT_SECONDS = 30.0
@@ -28,7 +29,8 @@ CLOSE_CHECKPOINT_BYTES = 4 * 2**20
 #: DuckDB keeps freed buffers cached up to its memory limit (80% of RAM by default), so a
 #: 1M-member sync held 700+ MB; with 192 MB it holds about 450 MB (the rest is Python and
 #: imports; 256 MB still peaked above 500): sorts, joins and in-memory tables spill to the
-#: temp directory. Raise it (target option `memory_limit`) for heavy segment queries.
+#: temp directory. Raise it (target option `memory_limit`) for heavy segment queries; a
+#: statement that still runs out of memory runs again under a higher one (duckdb_memory).
 DEFAULT_MEMORY_LIMIT = "192MB"
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ class DuckDBWarehouse(Warehouse):
         self.path = raw if raw == ":memory:" else str((project_dir / raw).resolve())
         self.project_dir = project_dir
         self._conn: Any = None
+        #: the memory_limit set on the connection (None: DuckDB's default), and whether a
+        #: transaction is open (a statement inside one cannot be run again on its own)
+        self._memory_limit: str | None = None
+        self._in_transaction = False
 
     def connect(self) -> None:
         import duckdb
@@ -73,7 +79,7 @@ class DuckDBWarehouse(Warehouse):
                 limit = self.config.get("memory_limit", DEFAULT_MEMORY_LIMIT)
                 if limit:
                     try:
-                        self._run(_setting("memory_limit", str(limit)))
+                        self._set_memory_limit(str(limit))
                     except WarehouseError:
                         self._conn.close()
                         self._conn = None
@@ -107,6 +113,7 @@ class DuckDBWarehouse(Warehouse):
         twin = DuckDBWarehouse.__new__(DuckDBWarehouse)
         Warehouse.__init__(twin, self.config)
         twin.path, twin.project_dir = self.path, self.project_dir
+        twin._memory_limit, twin._in_transaction = self._memory_limit, False  # the limit is the database's
         twin._conn = self._conn.cursor()
         twin._conn.execute("SET TimeZone = 'UTC'")
         twin._use_schema()
@@ -145,10 +152,32 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         sql = expression if isinstance(expression, str) else self.render(expression)
-        try:
-            return self._conn.execute(sql, params) if params is not None else self._conn.execute(sql)
-        except duckdb.Error as exc:
-            raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
+        while True:
+            try:
+                return self._conn.execute(sql, params) if params is not None else self._conn.execute(sql)
+            except duckdb.OutOfMemoryException as exc:
+                if not self._raise_memory_limit():
+                    raise WarehouseError(
+                        f"query failed on DuckDB: {exc}\n  fix: raise the DuckDB target's memory_limit "
+                        f"(now {self._memory_limit or 'DuckDB default'}), e.g. `memory_limit: 4GB`\n  query: {sql[:500]}"
+                    ) from None
+            except duckdb.Error as exc:
+                raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
+
+    def _set_memory_limit(self, limit: str) -> None:
+        self._run(_setting("memory_limit", limit))
+        self._memory_limit = limit
+
+    def _raise_memory_limit(self) -> bool:
+        """After an Out of Memory error: raise the limit so the statement can run again, unless
+        it ran in a transaction (DuckDB aborted it) or the limit is at its ceiling."""
+        higher = raised(self._memory_limit) if self._memory_limit and not self._in_transaction else None
+        if higher is None:
+            return False
+        logger.warning("DuckDB ran out of memory under memory_limit %s: running the statement again under %s "
+                       "(set the target's memory_limit to skip this)", self._memory_limit, higher)
+        self._set_memory_limit(higher)
+        return True
 
     def execute(self, expression: exp.Expr | str) -> None:
         self._run(expression)
@@ -237,11 +266,14 @@ class DuckDBWarehouse(Warehouse):
 
     def begin(self) -> None:
         self._conn.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
 
     def commit(self) -> None:
+        self._in_transaction = False
         self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._in_transaction = False
         self._conn.execute("ROLLBACK")
 
 
