@@ -6,9 +6,6 @@ import json
 from datetime import time, timedelta
 from typing import Any
 
-import jinja2
-import jinja2.sandbox
-
 from revseg.errors import Problem, did_you_mean
 from revseg.project.conditions import ConditionParser
 from revseg.project.specs import SegmentSpec
@@ -18,7 +15,6 @@ from revseg.project.yamlfile import PathKey, YamlDoc
 from revseg.spec.conditions import SegmentRef, walk
 from revseg.spec.project import Model, QuietHours, Segment, Sync, Trait
 
-_TEMPLATES = jinja2.sandbox.SandboxedEnvironment()
 #: output columns of membership and delta queries that a trait may not shadow
 RESERVED_TRAITS = frozenset({"id", "rn", "op", "hash", "held_payload", "revseg_hash"})
 
@@ -137,11 +133,9 @@ def _sync(spec: SegmentSpec, doc: YamlDoc, path: PathKey, problems: list[Problem
         if raw.template is None:
             problems.append(Problem(doc.pos(path), "a trigger sync needs a template:", "missing-key"))
         else:
-            try:
-                _TEMPLATES.parse(raw.template)
-            except jinja2.TemplateSyntaxError as exc:
-                pos = doc.pos((*path, "template"))
-                problems.append(Problem(pos, f"template syntax error: {exc.message}", "template"))
+            error = template_syntax_error(raw.template)
+            if error is not None:
+                problems.append(Problem(doc.pos((*path, "template")), f"template syntax error: {error}", "template"))
     elif raw.template is not None or raw.cooldown is not None or raw.quiet_hours is not None:
         key = next(k for k in ("template", "cooldown", "quiet_hours") if getattr(raw, k) is not None)
         problems.append(Problem(doc.pos((*path, key), key=True), f"'{key}' applies only to mode: trigger", "sync"))
@@ -233,3 +227,16 @@ def dependency_order(segments: dict[str, Segment]) -> list[str]:
     for name in sorted(segments):
         visit(name)
     return order
+
+
+def template_syntax_error(text: str) -> str | None:
+    """What is wrong with a trigger message's template, if anything (Jinja is imported only
+    for projects that have one)."""
+    import jinja2
+    import jinja2.sandbox
+
+    try:
+        jinja2.sandbox.SandboxedEnvironment().parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return str(exc.message)
+    return None

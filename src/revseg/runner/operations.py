@@ -6,13 +6,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import orjson
 
 from revseg.destinations.base import Operation
 from revseg.spec.project import Sync
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass

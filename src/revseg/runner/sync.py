@@ -14,10 +14,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.sandbox
 from sqlglot import exp
 
 from revseg.compile.catalog import Catalog
@@ -28,6 +26,7 @@ from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
 from revseg.runner.garbage import fewer_collections
+from revseg.runner.templates import message_template
 from revseg.runner.operations import PreparedBatch, inflight_rows, page_rows, prepare_page
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.spec.project import Project, Segment, Sync
@@ -35,8 +34,10 @@ from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
 from revseg.state.watermarks import LastRun, sync_state
 
+if TYPE_CHECKING:
+    import jinja2
+
 SENDS = {"mirror": ("remove", "add", "update"), "upsert": ("add", "update"), "trigger": ("trigger",)}
-_TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 def new_run_id(now: datetime) -> str:
@@ -295,7 +296,7 @@ class SyncRun:
             return
         trigger_on = sync.on if sync.mode == "trigger" else None
         ops = SENDS[sync.mode]
-        template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
+        template = message_template(sync.template) if sync.template is not None else None
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender, \
                 fewer_collections():
             number = 0
