@@ -11,7 +11,6 @@ no candidates and every sync of the segment is settled.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,7 +41,7 @@ class Evaluation:
     members: int
     candidates: int | None = None
     reason: str = ""
-    fingerprint: str | None = None
+    fingerprint: Fingerprint | None = None
     #: incremental runs: the table of candidate keys (``k``, and ``id`` as text) and the table
     #: of their new membership; the segment commit and settled syncs' diffs read only these
     candidates_table: exp.Table | None = None
@@ -55,8 +54,7 @@ class Evaluation:
 
     def recorded(self, as_of: datetime, definition: str) -> LastRun:
         """The last run, once this one is recorded."""
-        fingerprint = json.loads(self.fingerprint) if self.fingerprint else None
-        return LastRun(as_of, definition, self.last_full_as_of, fingerprint, self.members, stage_as_of=as_of)
+        return LastRun(as_of, definition, self.last_full_as_of, self.fingerprint, self.members, stage_as_of=as_of)
 
 
 def definition_hash(project: Project, segment: Segment) -> str:
@@ -88,7 +86,7 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     if reason is None and clean and plan is not None and current is not None:
         assert previous is not None
         if _nothing_to_do(project, catalog, store, segment, plan, previous, as_of, current):
-            return Evaluation("skipped", previous.members, 0, fingerprint=_recorded(fingerprint), previous=previous)
+            return Evaluation("skipped", previous.members, 0, fingerprint=fingerprint, previous=previous)
     if plan is not None and fingerprint is not None:
         fingerprint = _with_key_checksum(project, catalog, store, plan, fingerprint,
                                          checksums if checksums is not None else {})
@@ -101,7 +99,7 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
         full = membership_query(project, catalog, segment.name, as_of)
         traits = trait_names(segment, full)
         return _full(store, segment, full, traits, stored == [ID, *traits, HASH], as_of, reason,
-                     _recorded(fingerprint), previous.as_of if previous is not None and clean else None)
+                     fingerprint, previous.as_of if previous is not None and clean else None)
     assert previous is not None and plan is not None and segment.where is not None  # else always full
     traits = [t.name for t in segment.traits]
     # only candidates are evaluated; the stored membership (with traits) is patched for them.
@@ -117,7 +115,7 @@ def evaluate(project: Project, catalog: Catalog, store: StateStore, segment: Seg
     store.replace_table(changed, stage_query(
         membership_query(project, catalog, segment.name, as_of, candidates=candidates), traits))
     members = store.patch_stage(segment.name, candidates, changed, as_of)
-    return Evaluation("incremental", members, count, fingerprint=_recorded(fingerprint),
+    return Evaluation("incremental", members, count, fingerprint=fingerprint,
                       candidates_table=candidates, changed_table=changed,
                       previous_as_of=previous.as_of if clean else None, last_full_as_of=previous.last_full_as_of)
 
@@ -144,7 +142,7 @@ def _nothing_to_do(project: Project, catalog: Catalog, store: StateStore, segmen
 
 
 def _full(store: StateStore, segment: Segment, full: exp.Select, traits: list[str], same_columns: bool,
-          as_of: datetime, reason: str, fingerprint: str | None, previous_as_of: datetime | None) -> Evaluation:
+          as_of: datetime, reason: str, fingerprint: Fingerprint | None, previous_as_of: datetime | None) -> Evaluation:
     """Evaluate every entity into a scratch table, then patch the stored membership with the
     rows that differ (a rewrite of every member costs more than the evaluation itself).
 
@@ -199,10 +197,6 @@ def _same_entity_keys(plan: IncrementalPlan, previous: Fingerprint | None, curre
     if previous is None or current is None or plan.entity + _KEYS not in current:
         return False
     return all(previous.get(k) == current.get(k) for k in (rows_key(plan.entity), plan.entity + _KEYS))
-
-
-def _recorded(fingerprint: Fingerprint | None) -> str | None:
-    return None if fingerprint is None else json.dumps(fingerprint, sort_keys=True)
 
 
 def _full_reason(project: Project, segment: Segment, previous: object, as_of: datetime,

@@ -17,6 +17,7 @@ and removes the others, so a mirror ends exactly equal to the segment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -586,18 +587,20 @@ class StateStore:
 
     # -- run history ----------------------------------------------------------------
     def record_segment_run(self, run_id: str, report: Any, as_of: datetime, definition_hash: str,
-                           now: datetime, fingerprint: str | None, last_full_as_of: datetime | None) -> None:
-        """A segment's run: a history row and the segment's state row (one transaction)."""
+                           now: datetime, fingerprint: dict[str, str] | None, last_full_as_of: datetime | None) -> None:
+        """A segment's run: a history row and the segment's state row (one transaction); the
+        fingerprint is stored as JSON (see revseg.state.watermarks)."""
+        stored = None if fingerprint is None else json.dumps(fingerprint, sort_keys=True)
         with self.transaction():
             self.insert_rows("segment_runs", [{
                 "run_id": run_id, "segment": report.name, "as_of": as_of, "mode": report.mode,
                 "members": report.members, "entered": report.entered, "exited": report.exited,
                 "seconds": report.seconds, "definition_hash": definition_hash, "finished_at": now,
-                "fingerprint": fingerprint,
+                "fingerprint": stored,
             }])
             self.upsert_row("segment_state", {
                 "segment": report.name, "as_of": as_of, "definition_hash": definition_hash,
-                "fingerprint": fingerprint, "members": report.members, "last_full_as_of": last_full_as_of,
+                "fingerprint": stored, "members": report.members, "last_full_as_of": last_full_as_of,
                 "finished_at": now,
             }, key="segment")
 
