@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -40,8 +40,8 @@ from revseg.destinations.base import (
     Capabilities,
     DeliverySettings,
     DestinationOptions,
-    Operation,
 )
+from revseg.destinations.columns import OperationColumns
 from revseg.destinations.encoding import dumps
 from revseg.destinations.hashing import hash_column
 from revseg.destinations.http import Outcome, Verdict
@@ -86,23 +86,19 @@ WANTS = "email, phone, mobile_advertiser_id, external_id, or first_name with las
 Columns = dict[str, list["str | None"]]
 
 
-def encode_columns(
-    operations: Sequence[Operation],
-) -> tuple[Columns, dict[str, list[str | None]]]:
+def encode_columns(operations: OperationColumns) -> Columns:
     """The batch's identifiers as schema columns, normalized and hashed a column at a time
-    (:func:`revseg.destinations.hashing.hash_column`), and the raw column of each kind."""
-    present = set().union(*(op.identifiers.keys() for op in operations))
+    (:func:`revseg.destinations.hashing.hash_column`)."""
     columns: Columns = {}
-    raw: dict[str, list[str | None]] = {}
     for kind, (key, normalize, hashed) in FIELDS.items():
-        if kind not in present:
+        values = operations.identifiers.get(kind)
+        if values is None:
             continue  # `validate` rejects kinds Meta does not know
-        raw[kind] = values = [op.identifiers.get(kind) for op in operations]
         if hashed:
             columns[key] = hash_column(values, normalize)
         else:
             columns[key] = [None if v is None else normalize(v) for v in values]
-    return columns, raw
+    return columns
 
 
 def matchable_rows(columns: Columns, size: int) -> list[bool]:
@@ -222,32 +218,38 @@ class MetaDestination(HttpDestination):
 
     def encode(self, batch: Batch) -> Batch:
         """The identifiers hashed a column at a time, while the previous batch is in flight."""
-        return replace(batch, encoded=encode_columns(batch.operations))
+        return replace(batch, encoded=encode_columns(OperationColumns.of(batch.operations)))
 
     def send(self, batch: Batch) -> BatchResult:
-        operations = batch.operations
-        columns, raw = batch.encoded if batch.encoded is not None else encode_columns(operations)
+        operations = OperationColumns.of(batch.operations)
+        columns = batch.encoded if batch.encoded is not None else encode_columns(operations)
         rejected: dict[str, str] = {}
         uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
         matchable = matchable_rows(columns, len(operations))
-        for i, (op, ok) in enumerate(zip(operations, matchable, strict=True)):
+        for i, (op, ok) in enumerate(zip(operations.op, matchable, strict=True)):
             if ok:
-                uploads["DELETE" if op.op == "remove" else "POST"].append(i)
-            elif op.op != "remove":
-                bad = [
-                    kind
-                    for kind, values in raw.items()
-                    if values[i] is not None and columns[FIELDS[kind][0]][i] is None
-                ]
-                rejected[op.id] = unusable_reason("Meta", bad, WANTS)
+                uploads["DELETE" if op == "remove" else "POST"].append(i)
+            elif op != "remove":
+                rejected[operations.id[i]] = unusable_reason("Meta", self._unusable(operations, columns, i), WANTS)
             # a remove without a matchable row was never added (the add was rejected for
             # the same reason): there is nothing to remove, so it is acknowledged.
         for method, rows in uploads.items():
             if rows:
                 schema, data = upload_rows(columns, rows)
-                ids_ = [operations[i].id for i in rows]
-                rejected.update(self._upload(batch, method, schema, data, ids_))
+                record_ids = [operations.id[i] for i in rows]
+                rejected.update(self._upload(batch, method, schema, data, record_ids))
         return BatchResult(rejected)
+
+    @staticmethod
+    def _unusable(operations: OperationColumns, columns: Columns, i: int) -> list[str]:
+        """The kinds operation ``i`` has a value of that did not normalize."""
+        return [
+            kind
+            for kind, (key, _, _) in FIELDS.items()
+            if (values := operations.identifiers.get(kind)) is not None
+            and values[i] is not None
+            and columns[key][i] is None
+        ]
 
     def _upload(
         self,
@@ -268,12 +270,11 @@ class MetaDestination(HttpDestination):
                 headers={"content-type": "application/json"},
                 params=self.params(),
             )
-            chunk = list(zip(record_ids[window], data[window], strict=True))
-            rejected.update(self._invalid_entries(response, chunk))
+            rejected.update(self._invalid_entries(response, record_ids[window], data[window]))
         return rejected
 
     def _invalid_entries(
-        self, response: httpx.Response, chunk: list[tuple[str, tuple[str, ...]]]
+        self, response: httpx.Response, record_ids: list[str], data: list[tuple[str, ...]]
     ) -> dict[str, str]:
         """Records named by ``invalid_entry_samples``, at most ``num_invalid_entries`` of them."""
         try:
@@ -286,7 +287,7 @@ class MetaDestination(HttpDestination):
             )
             return {}
         rejected: dict[str, str] = {}
-        for record_id, cells in chunk:
+        for record_id, cells in zip(record_ids, data, strict=True):
             if len(rejected) >= invalid:
                 break
             keys = {*(c for c in cells if c), json.dumps(list(cells)), ",".join(cells)}
@@ -298,7 +299,7 @@ class MetaDestination(HttpDestination):
                 "%s: Meta dropped %d invalid entries it did not name (of %d sent)",
                 self.name,
                 invalid - len(rejected),
-                len(chunk),
+                len(data),
             )
         return rejected
 

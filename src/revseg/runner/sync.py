@@ -364,7 +364,7 @@ class SyncRun:
         if not prepared.operations:
             return None
         batch = Batch(self.report.run_id, sync.name, segment.name, number, seq, self.options.as_of,
-                      tuple(prepared.operations))
+                      prepared.operations)
         return destination.encode(batch)
 
     def _submit(self, sender: ThreadPoolExecutor, destination: Destination, number: int, prepared: PreparedBatch,
@@ -384,7 +384,7 @@ class SyncRun:
             if trigger_on is None:
                 raise
             # the API refused the whole batch: nothing was sent, so the triggers may be retried
-            rejected.update({op.id: f"batch failed: {exc}" for op in flight.prepared.operations})
+            rejected.update({record_id: f"batch failed: {exc}" for record_id in flight.prepared.operations.id})
             result = None
         if result is not None:
             rejected.update(result.rejected)
@@ -406,7 +406,7 @@ class SyncRun:
             report.removed += ops["remove"]
             report.triggered += ops["trigger"]
             return open_rejections or bool(report.rejected)
-        sent = {op.id for op in operations}
+        sent = set(operations.id)
         for record_id, op in zip(state["id"], state["op"], strict=True):
             if record_id in rejected or record_id not in sent:
                 continue  # rejected, or an update the API has no use for (acknowledged quietly)
