@@ -11,6 +11,10 @@ method, so a retry of the same request repeats the same ``batch_seq`` instead of
 new session) split into requests of at most 10,000 rows, ``last_batch_flag`` on the last.
 The runner's batches are already capped at 10,000, so a session usually has one request.
 
+All that needs no network (hashing each identifier kind as a column, building the rows,
+serializing the bodies) is :meth:`MetaDestination.encode`, which the runner calls for the
+next batch while one is in flight; ``send`` only posts the bodies and reads the answers.
+
 Meta applies changes asynchronously, usually within 24 h (:data:`PROCESSING_LAG`): an
 audience read right after a sync can lag it. Rows Meta finds invalid are dropped from an
 otherwise accepted request (``num_invalid_entries``); those its ``invalid_entry_samples``
@@ -24,7 +28,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -148,6 +152,64 @@ def upload_bodies(
     ]
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One request: its method, its serialized body, and the record and row of each entry
+    (to map the entries Meta counts invalid back to records)."""
+
+    method: str
+    body: bytes
+    record_ids: list[str]
+    data: list[tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """A batch ready to send: its requests, removes first, and the records no row could be
+    built for (id -> reason)."""
+
+    requests: list[Upload]
+    rejected: dict[str, str]
+
+
+def encode_uploads(batch: Batch) -> Uploads:
+    """The batch's requests, identifiers hashed and bodies serialized: all the work of a
+    batch that needs no network."""
+    operations = OperationColumns.of(batch.operations)
+    columns = encode_columns(operations)
+    rejected: dict[str, str] = {}
+    uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
+    matchable = matchable_rows(columns, len(operations))
+    for i, (op, ok) in enumerate(zip(operations.op, matchable, strict=True)):
+        if ok:
+            uploads["DELETE" if op == "remove" else "POST"].append(i)
+        elif op != "remove":
+            rejected[operations.id[i]] = unusable_reason("Meta", unusable_kinds(operations, columns, i), WANTS)
+        # a remove without a matchable row was never added (the add was rejected for
+        # the same reason): there is nothing to remove, so it is acknowledged.
+    requests: list[Upload] = []
+    for method, rows in uploads.items():
+        if not rows:
+            continue
+        schema, data = upload_rows(columns, rows)
+        record_ids = [operations.id[i] for i in rows]
+        for number, body in enumerate(upload_bodies(schema, data, session_id(batch, method))):
+            window = slice(number * MAX_ROWS, (number + 1) * MAX_ROWS)
+            requests.append(Upload(method, dumps(body), record_ids[window], data[window]))
+    return Uploads(requests, rejected)
+
+
+def unusable_kinds(operations: OperationColumns, columns: Columns, i: int) -> list[str]:
+    """The kinds operation ``i`` has a value of that did not normalize."""
+    return [
+        kind
+        for kind, (key, _, _) in FIELDS.items()
+        if (values := operations.identifiers.get(kind)) is not None
+        and values[i] is not None
+        and columns[key][i] is None
+    ]
+
+
 def regain_seconds(headers: httpx.Headers) -> float | None:
     """Seconds until Meta lifts a throttle: the largest ``estimated_time_to_regain_access``
     (minutes) in ``X-Business-Use-Case-Usage``; None when absent or zero (then back off)."""
@@ -217,61 +279,22 @@ class MetaDestination(HttpDestination):
         return {"appsecret_proof": hmac.new(key, token, hashlib.sha256).hexdigest()}
 
     def encode(self, batch: Batch) -> Batch:
-        """The identifiers hashed a column at a time, while the previous batch is in flight."""
-        return replace(batch, encoded=encode_columns(OperationColumns.of(batch.operations)))
+        """The batch's requests built (hashed, serialized) while the previous one is in flight."""
+        return replace(batch, encoded=encode_uploads(batch))
 
     def send(self, batch: Batch) -> BatchResult:
-        operations = OperationColumns.of(batch.operations)
-        columns = batch.encoded if batch.encoded is not None else encode_columns(operations)
-        rejected: dict[str, str] = {}
-        uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
-        matchable = matchable_rows(columns, len(operations))
-        for i, (op, ok) in enumerate(zip(operations.op, matchable, strict=True)):
-            if ok:
-                uploads["DELETE" if op == "remove" else "POST"].append(i)
-            elif op != "remove":
-                rejected[operations.id[i]] = unusable_reason("Meta", self._unusable(operations, columns, i), WANTS)
-            # a remove without a matchable row was never added (the add was rejected for
-            # the same reason): there is nothing to remove, so it is acknowledged.
-        for method, rows in uploads.items():
-            if rows:
-                schema, data = upload_rows(columns, rows)
-                record_ids = [operations.id[i] for i in rows]
-                rejected.update(self._upload(batch, method, schema, data, record_ids))
-        return BatchResult(rejected)
-
-    @staticmethod
-    def _unusable(operations: OperationColumns, columns: Columns, i: int) -> list[str]:
-        """The kinds operation ``i`` has a value of that did not normalize."""
-        return [
-            kind
-            for kind, (key, _, _) in FIELDS.items()
-            if (values := operations.identifiers.get(kind)) is not None
-            and values[i] is not None
-            and columns[key][i] is None
-        ]
-
-    def _upload(
-        self,
-        batch: Batch,
-        method: str,
-        schema: list[str],
-        data: list[tuple[str, ...]],
-        record_ids: list[str],
-    ) -> dict[str, str]:
-        rejected: dict[str, str] = {}
-        bodies = upload_bodies(schema, data, session_id(batch, method))
-        for number, body in enumerate(bodies):
-            window = slice(number * MAX_ROWS, (number + 1) * MAX_ROWS)
+        uploads = batch.encoded if isinstance(batch.encoded, Uploads) else encode_uploads(batch)
+        rejected = dict(uploads.rejected)
+        for upload in uploads.requests:
             response = self.http.request(
-                method,
+                upload.method,
                 f"{self.meta.audience_id}/users",
-                content=dumps(body),
+                content=upload.body,
                 headers={"content-type": "application/json"},
                 params=self.params(),
             )
-            rejected.update(self._invalid_entries(response, record_ids[window], data[window]))
-        return rejected
+            rejected.update(self._invalid_entries(response, upload.record_ids, upload.data))
+        return BatchResult(rejected)
 
     def _invalid_entries(
         self, response: httpx.Response, record_ids: list[str], data: list[tuple[str, ...]]
