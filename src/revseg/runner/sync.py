@@ -301,20 +301,25 @@ class SyncRun:
             number = 0
             flight: _InFlight | None = None
             # The next page is read and turned into operations while the sender thread waits
-            # for the destination's answer to the batch in flight. Its rows are recorded in
-            # flight only with (mirror, upsert: in the same transaction as) the previous
-            # batch's acknowledgement, so at most one batch is ever in flight.
+            # for the destination's answer to the batch in flight. Mirror and upsert record
+            # its rows in flight then too, in a transaction that acknowledges the batch in
+            # flight once its answer is in and only then commits: one commit per batch, the
+            # insert off the path between two requests, and never more than one batch in
+            # flight (a crash before the commit leaves the previous batch's rows alone).
             for prepared in self._prepared(sync, destination, report, template, ops, sum(counts.values())):
                 rows = inflight_rows(prepared)
                 # encoded (hashed) here, while the batch before it is still in flight
                 batch = self._batch(destination, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
                 if flight is not None:
-                    rejected = self._outcome(flight, trigger_on)
                     stop = self.should_stop()  # SIGTERM: the batch in flight is done; the rest goes next run
                     recorded = trigger_on is None and not stop
-                    open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections,
-                                                        then=(number + 1, rows) if recorded else None)
+                    with self.store.transaction():
+                        if recorded:
+                            self._mark_inflight(sync, number + 1, rows, trigger_on)
+                        rejected = self._outcome(flight, trigger_on)
+                        open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on,
+                                                            open_rejections)
                     self._batch_done(sync, flight.prepared.done, total)
                     flight = None
                     if stop:
@@ -322,8 +327,7 @@ class SyncRun:
                 number += 1
                 self.seq += 1
                 if not recorded:
-                    self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
-                                             as_of=self.options.as_of, now=self.clock())
+                    self._mark_inflight(sync, number, rows, trigger_on)
                 flight = self._submit(sender, destination, number, prepared, batch)
             if flight is not None:
                 rejected = self._outcome(flight, trigger_on)
@@ -390,15 +394,17 @@ class SyncRun:
             rejected.update(result.rejected)
         return rejected
 
+    def _mark_inflight(self, sync: Sync, number: int, rows: dict[str, list[Any]], trigger_on: str | None) -> None:
+        """Step 1 of the protocol for batch ``number``."""
+        self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
+                                 as_of=self.options.as_of, now=self.clock())
+
     def _acknowledge(self, flight: _InFlight, rejected: dict[str, str], sync: Sync, report: SyncReport,
-                     trigger_on: str | None, open_rejections: bool,
-                     then: tuple[int, dict[str, list[Any]]] | None = None) -> bool:
-        """Step 3 (with ``then``, step 1 of the next batch too); returns whether the sync has
-        rejections on record now."""
+                     trigger_on: str | None, open_rejections: bool) -> bool:
+        """Step 3; returns whether the sync has rejections on record now."""
         operations, state = flight.prepared.operations, flight.prepared.state
         self.store.acknowledge(sync.name, self.report.run_id, flight.number, rejected, trigger_on=trigger_on,
-                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections,
-                               then=then)
+                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections)
         ops = Counter(state["op"])
         if not rejected and "update" not in ops and len(operations) == len(state["id"]):
             # every row was sent as itself (no update split or held back): count by op
