@@ -297,7 +297,7 @@ class SyncRun:
         ops = SENDS[sync.mode]
         template = _TEMPLATES.from_string(sync.template) if sync.template is not None else None
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender, \
-                fewer_collections():
+                ThreadPoolExecutor(1, "revseg-encode") as encoder, fewer_collections():
             number = 0
             flight: _InFlight | None = None
             # The next page is read and turned into operations while the sender thread waits
@@ -308,8 +308,9 @@ class SyncRun:
             # flight (a crash before the commit leaves the previous batch's rows alone).
             for prepared in self._prepared(sync, destination, report, template, ops, sum(counts.values())):
                 rows = inflight_rows(prepared)
-                # encoded (hashed) here, while the batch before it is still in flight
-                batch = self._batch(destination, segment, sync, number + 1, self.seq + 1, prepared)
+                # encoded (hashed) in the encoder thread, while the batch before it is still in
+                # flight and this thread records it and acknowledges that one
+                batch = self._batch(destination, encoder, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
                 if flight is not None:
                     stop = self.should_stop()  # SIGTERM: the batch in flight is done; the rest goes next run
@@ -361,20 +362,20 @@ class SyncRun:
             self.lock.renew()
         self.progress("batch", {"sync": sync.name, "done": done, "total": total})
 
-    def _batch(self, destination: Destination, segment: Segment, sync: Sync, number: int, seq: int,
-               prepared: PreparedBatch) -> Batch | None:
-        """Batch ``number`` (delivery ``seq`` of the run), encoded by the destination; None
-        when it has nothing to send."""
+    def _batch(self, destination: Destination, encoder: ThreadPoolExecutor, segment: Segment, sync: Sync,
+               number: int, seq: int, prepared: PreparedBatch) -> Future[Batch] | None:
+        """Batch ``number`` (delivery ``seq`` of the run), being encoded by the destination in
+        the ``encoder`` thread; None when it has nothing to send."""
         if not prepared.operations:
             return None
         batch = Batch(self.report.run_id, sync.name, segment.name, number, seq, self.options.as_of,
                       prepared.operations)
-        return destination.encode(batch)
+        return encoder.submit(destination.encode, batch)
 
     def _submit(self, sender: ThreadPoolExecutor, destination: Destination, number: int, prepared: PreparedBatch,
-                batch: Batch | None) -> _InFlight:
+                batch: Future[Batch] | None) -> _InFlight:
         """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
-        future = sender.submit(destination.send, batch) if batch is not None else None
+        future = sender.submit(_send_encoded, destination, batch) if batch is not None else None
         return _InFlight(number, prepared, future)
 
     def _outcome(self, flight: _InFlight, trigger_on: str | None) -> dict[str, str]:
@@ -437,6 +438,11 @@ class _InFlight:
     number: int
     prepared: PreparedBatch
     future: Future[BatchResult] | None
+
+
+def _send_encoded(destination: Destination, encoding: Future[Batch]) -> BatchResult:
+    """Send the batch once the encoder thread is done with it (its error, if any, is the send's)."""
+    return destination.send(encoding.result())
 
 
 def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:
