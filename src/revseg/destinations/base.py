@@ -111,9 +111,10 @@ class Destination(ABC):
 
     def encode(self, batch: Batch) -> Batch:
         """The batch with the work that needs no network done (normalizing, hashing), kept
-        in ``batch.encoded`` for :meth:`send`. The runner calls it for the next batch while
-        the previous one is in flight, so that work is off the send path; by default
-        ``send`` does everything."""
+        in ``batch.encoded`` for :meth:`send`. The runner calls it for the next batch, in a
+        thread of its own, while the previous one is in flight, so that work is off the
+        send path: it must not use the destination's connection or change its state. By
+        default ``send`` does everything."""
         return batch
 
     @abstractmethod
