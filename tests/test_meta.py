@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from adproject import (
 from pydantic import ValidationError
 from syncproject import sync
 
-from revseg.destinations.base import Batch, DeliverySettings, Operation
+from revseg.destinations.base import Batch, BatchResult, DeliverySettings, Operation
+from revseg.destinations.columns import OperationColumns
 from revseg.destinations.http import EXTRA_SLEEP
 from revseg.destinations.meta import MetaDestination, MetaOptions, session_id
 from revseg.destinations.registry import get_destination_type
@@ -145,6 +147,27 @@ def test_upload_over_the_cap_is_one_session_split_at_10000(emu: MetaEmulator) ->
     assert {s["estimated_num_total"] for s in sessions} == {25_001}
     assert len(emu.audience(emu.audience_id)) == 25_001
     assert MetaDestination.capabilities.max_batch_size == 10_000
+
+
+def test_encode_builds_the_requests_and_send_only_posts_them(emu: MetaEmulator) -> None:
+    """The runner encodes the next batch while one is in flight, and hands over columns:
+    the requests are the ones ``send`` alone builds from a tuple of operations, byte for byte."""
+    operations = (
+        op("remove", "c0", email="old@example.com"),
+        op("add", "c1", email=" Jane.Doe@Example.com ", phone="+1 (415) 555-2671"),
+        op("add", "bad", email="n/a"),
+        *(op("add", f"c{i}", email=f"u{i}@example.com") for i in range(2, 10_003)),
+    )
+    with make(emu) as destination:
+        plain = destination.send(batch(*operations))
+    expected = [(e.request.method, e.request.body) for e in emu.requests()]
+    with MetaEmulator(access_token=TOKEN) as other, make(other) as destination:
+        columns = replace(batch(), operations=OperationColumns.of(operations))
+        encoded = destination.encode(columns)
+        assert other.requests() == []
+        assert destination.send(encoded) == plain == BatchResult({"bad": plain.rejected["bad"]})
+        assert [(e.request.method, e.request.body) for e in other.requests()] == expected
+    assert [m for m, _ in expected] == ["DELETE", "POST", "POST"]
 
 
 def test_appsecret_proof_when_the_app_enforces_it() -> None:

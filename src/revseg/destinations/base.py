@@ -17,7 +17,7 @@ Outcome of ``send``:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -70,7 +70,8 @@ class Batch:
     number: int  # counts the batches of this sync within the run, from 1
     seq: int  # counts every delivery of the run across all syncs, from 1; stable on retry
     as_of: datetime
-    operations: tuple[Operation, ...]
+    #: a tuple, or the runner's columns (:class:`~revseg.destinations.columns.OperationColumns`)
+    operations: Sequence[Operation]
     #: what the destination's :meth:`Destination.encode` made of the operations (None: not encoded)
     encoded: Any = None
 
@@ -110,9 +111,10 @@ class Destination(ABC):
 
     def encode(self, batch: Batch) -> Batch:
         """The batch with the work that needs no network done (normalizing, hashing), kept
-        in ``batch.encoded`` for :meth:`send`. The runner calls it for the next batch while
-        the previous one is in flight, so that work is off the send path; by default
-        ``send`` does everything."""
+        in ``batch.encoded`` for :meth:`send`. The runner calls it for the next batch, in a
+        thread of its own, while the previous one is in flight, so that work is off the
+        send path: it must not use the destination's connection or change its state. By
+        default ``send`` does everything."""
         return batch
 
     @abstractmethod

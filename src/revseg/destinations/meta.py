@@ -11,6 +11,10 @@ method, so a retry of the same request repeats the same ``batch_seq`` instead of
 new session) split into requests of at most 10,000 rows, ``last_batch_flag`` on the last.
 The runner's batches are already capped at 10,000, so a session usually has one request.
 
+All that needs no network (hashing each identifier kind as a column, building the rows,
+serializing the bodies) is :meth:`MetaDestination.encode`, which the runner calls for the
+next batch while one is in flight; ``send`` only posts the bodies and reads the answers.
+
 Meta applies changes asynchronously, usually within 24 h (:data:`PROCESSING_LAG`): an
 audience read right after a sync can lag it. Rows Meta finds invalid are dropped from an
 otherwise accepted request (``num_invalid_entries``); those its ``invalid_entry_samples``
@@ -23,8 +27,8 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -40,8 +44,8 @@ from revseg.destinations.base import (
     Capabilities,
     DeliverySettings,
     DestinationOptions,
-    Operation,
 )
+from revseg.destinations.columns import OperationColumns
 from revseg.destinations.encoding import dumps
 from revseg.destinations.hashing import hash_column
 from revseg.destinations.http import Outcome, Verdict
@@ -86,23 +90,19 @@ WANTS = "email, phone, mobile_advertiser_id, external_id, or first_name with las
 Columns = dict[str, list["str | None"]]
 
 
-def encode_columns(
-    operations: Sequence[Operation],
-) -> tuple[Columns, dict[str, list[str | None]]]:
+def encode_columns(operations: OperationColumns) -> Columns:
     """The batch's identifiers as schema columns, normalized and hashed a column at a time
-    (:func:`revseg.destinations.hashing.hash_column`), and the raw column of each kind."""
-    present = set().union(*(op.identifiers.keys() for op in operations))
+    (:func:`revseg.destinations.hashing.hash_column`)."""
     columns: Columns = {}
-    raw: dict[str, list[str | None]] = {}
     for kind, (key, normalize, hashed) in FIELDS.items():
-        if kind not in present:
+        values = operations.identifiers.get(kind)
+        if values is None:
             continue  # `validate` rejects kinds Meta does not know
-        raw[kind] = values = [op.identifiers.get(kind) for op in operations]
         if hashed:
             columns[key] = hash_column(values, normalize)
         else:
             columns[key] = [None if v is None else normalize(v) for v in values]
-    return columns, raw
+    return columns
 
 
 def matchable_rows(columns: Columns, size: int) -> list[bool]:
@@ -149,6 +149,64 @@ def upload_bodies(
             },
         }
         for seq, chunk in enumerate(chunks, 1)
+    ]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One request: its method, its serialized body, and the record and row of each entry
+    (to map the entries Meta counts invalid back to records)."""
+
+    method: str
+    body: bytes
+    record_ids: list[str]
+    data: list[tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """A batch ready to send: its requests, removes first, and the records no row could be
+    built for (id -> reason)."""
+
+    requests: list[Upload]
+    rejected: dict[str, str]
+
+
+def encode_uploads(batch: Batch) -> Uploads:
+    """The batch's requests, identifiers hashed and bodies serialized: all the work of a
+    batch that needs no network."""
+    operations = OperationColumns.of(batch.operations)
+    columns = encode_columns(operations)
+    rejected: dict[str, str] = {}
+    uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
+    matchable = matchable_rows(columns, len(operations))
+    for i, (op, ok) in enumerate(zip(operations.op, matchable, strict=True)):
+        if ok:
+            uploads["DELETE" if op == "remove" else "POST"].append(i)
+        elif op != "remove":
+            rejected[operations.id[i]] = unusable_reason("Meta", unusable_kinds(operations, columns, i), WANTS)
+        # a remove without a matchable row was never added (the add was rejected for
+        # the same reason): there is nothing to remove, so it is acknowledged.
+    requests: list[Upload] = []
+    for method, rows in uploads.items():
+        if not rows:
+            continue
+        schema, data = upload_rows(columns, rows)
+        record_ids = [operations.id[i] for i in rows]
+        for number, body in enumerate(upload_bodies(schema, data, session_id(batch, method))):
+            window = slice(number * MAX_ROWS, (number + 1) * MAX_ROWS)
+            requests.append(Upload(method, dumps(body), record_ids[window], data[window]))
+    return Uploads(requests, rejected)
+
+
+def unusable_kinds(operations: OperationColumns, columns: Columns, i: int) -> list[str]:
+    """The kinds operation ``i`` has a value of that did not normalize."""
+    return [
+        kind
+        for kind, (key, _, _) in FIELDS.items()
+        if (values := operations.identifiers.get(kind)) is not None
+        and values[i] is not None
+        and columns[key][i] is None
     ]
 
 
@@ -221,59 +279,25 @@ class MetaDestination(HttpDestination):
         return {"appsecret_proof": hmac.new(key, token, hashlib.sha256).hexdigest()}
 
     def encode(self, batch: Batch) -> Batch:
-        """The identifiers hashed a column at a time, while the previous batch is in flight."""
-        return replace(batch, encoded=encode_columns(batch.operations))
+        """The batch's requests built (hashed, serialized) while the previous one is in flight."""
+        return replace(batch, encoded=encode_uploads(batch))
 
     def send(self, batch: Batch) -> BatchResult:
-        operations = batch.operations
-        columns, raw = batch.encoded if batch.encoded is not None else encode_columns(operations)
-        rejected: dict[str, str] = {}
-        uploads: dict[str, list[int]] = {"DELETE": [], "POST": []}
-        matchable = matchable_rows(columns, len(operations))
-        for i, (op, ok) in enumerate(zip(operations, matchable, strict=True)):
-            if ok:
-                uploads["DELETE" if op.op == "remove" else "POST"].append(i)
-            elif op.op != "remove":
-                bad = [
-                    kind
-                    for kind, values in raw.items()
-                    if values[i] is not None and columns[FIELDS[kind][0]][i] is None
-                ]
-                rejected[op.id] = unusable_reason("Meta", bad, WANTS)
-            # a remove without a matchable row was never added (the add was rejected for
-            # the same reason): there is nothing to remove, so it is acknowledged.
-        for method, rows in uploads.items():
-            if rows:
-                schema, data = upload_rows(columns, rows)
-                ids_ = [operations[i].id for i in rows]
-                rejected.update(self._upload(batch, method, schema, data, ids_))
-        return BatchResult(rejected)
-
-    def _upload(
-        self,
-        batch: Batch,
-        method: str,
-        schema: list[str],
-        data: list[tuple[str, ...]],
-        record_ids: list[str],
-    ) -> dict[str, str]:
-        rejected: dict[str, str] = {}
-        bodies = upload_bodies(schema, data, session_id(batch, method))
-        for number, body in enumerate(bodies):
-            window = slice(number * MAX_ROWS, (number + 1) * MAX_ROWS)
+        uploads = batch.encoded if isinstance(batch.encoded, Uploads) else encode_uploads(batch)
+        rejected = dict(uploads.rejected)
+        for upload in uploads.requests:
             response = self.http.request(
-                method,
+                upload.method,
                 f"{self.meta.audience_id}/users",
-                content=dumps(body),
+                content=upload.body,
                 headers={"content-type": "application/json"},
                 params=self.params(),
             )
-            chunk = list(zip(record_ids[window], data[window], strict=True))
-            rejected.update(self._invalid_entries(response, chunk))
-        return rejected
+            rejected.update(self._invalid_entries(response, upload.record_ids, upload.data))
+        return BatchResult(rejected)
 
     def _invalid_entries(
-        self, response: httpx.Response, chunk: list[tuple[str, tuple[str, ...]]]
+        self, response: httpx.Response, record_ids: list[str], data: list[tuple[str, ...]]
     ) -> dict[str, str]:
         """Records named by ``invalid_entry_samples``, at most ``num_invalid_entries`` of them."""
         try:
@@ -286,7 +310,7 @@ class MetaDestination(HttpDestination):
             )
             return {}
         rejected: dict[str, str] = {}
-        for record_id, cells in chunk:
+        for record_id, cells in zip(record_ids, data, strict=True):
             if len(rejected) >= invalid:
                 break
             keys = {*(c for c in cells if c), json.dumps(list(cells)), ",".join(cells)}
@@ -298,7 +322,7 @@ class MetaDestination(HttpDestination):
                 "%s: Meta dropped %d invalid entries it did not name (of %d sent)",
                 self.name,
                 invalid - len(rejected),
-                len(chunk),
+                len(data),
             )
         return rejected
 

@@ -298,24 +298,30 @@ class SyncRun:
         ops = SENDS[sync.mode]
         template = message_template(sync.template) if sync.template is not None else None
         with self._destination(sync) as destination, ThreadPoolExecutor(1, "revseg-send") as sender, \
-                fewer_collections():
+                ThreadPoolExecutor(1, "revseg-encode") as encoder, fewer_collections():
             number = 0
             flight: _InFlight | None = None
             # The next page is read and turned into operations while the sender thread waits
-            # for the destination's answer to the batch in flight. Its rows are recorded in
-            # flight only with (mirror, upsert: in the same transaction as) the previous
-            # batch's acknowledgement, so at most one batch is ever in flight.
+            # for the destination's answer to the batch in flight. Mirror and upsert record
+            # its rows in flight then too, in a transaction that acknowledges the batch in
+            # flight once its answer is in and only then commits: one commit per batch, the
+            # insert off the path between two requests, and never more than one batch in
+            # flight (a crash before the commit leaves the previous batch's rows alone).
             for prepared in self._prepared(sync, destination, report, template, ops, sum(counts.values())):
                 rows = inflight_rows(prepared)
-                # encoded (hashed) here, while the batch before it is still in flight
-                batch = self._batch(destination, segment, sync, number + 1, self.seq + 1, prepared)
+                # encoded (hashed) in the encoder thread, while the batch before it is still in
+                # flight and this thread records it and acknowledges that one
+                batch = self._batch(destination, encoder, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
                 if flight is not None:
-                    rejected = self._outcome(flight, trigger_on)
                     stop = self.should_stop()  # SIGTERM: the batch in flight is done; the rest goes next run
                     recorded = trigger_on is None and not stop
-                    open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections,
-                                                        then=(number + 1, rows) if recorded else None)
+                    with self.store.transaction():
+                        if recorded:
+                            self._mark_inflight(sync, number + 1, rows, trigger_on)
+                        rejected = self._outcome(flight, trigger_on)
+                        open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on,
+                                                            open_rejections)
                     self._batch_done(sync, flight.prepared.done, total)
                     flight = None
                     if stop:
@@ -323,8 +329,7 @@ class SyncRun:
                 number += 1
                 self.seq += 1
                 if not recorded:
-                    self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
-                                             as_of=self.options.as_of, now=self.clock())
+                    self._mark_inflight(sync, number, rows, trigger_on)
                 flight = self._submit(sender, destination, number, prepared, batch)
             if flight is not None:
                 rejected = self._outcome(flight, trigger_on)
@@ -358,20 +363,20 @@ class SyncRun:
             self.lock.renew()
         self.progress("batch", {"sync": sync.name, "done": done, "total": total})
 
-    def _batch(self, destination: Destination, segment: Segment, sync: Sync, number: int, seq: int,
-               prepared: PreparedBatch) -> Batch | None:
-        """Batch ``number`` (delivery ``seq`` of the run), encoded by the destination; None
-        when it has nothing to send."""
+    def _batch(self, destination: Destination, encoder: ThreadPoolExecutor, segment: Segment, sync: Sync,
+               number: int, seq: int, prepared: PreparedBatch) -> Future[Batch] | None:
+        """Batch ``number`` (delivery ``seq`` of the run), being encoded by the destination in
+        the ``encoder`` thread; None when it has nothing to send."""
         if not prepared.operations:
             return None
         batch = Batch(self.report.run_id, sync.name, segment.name, number, seq, self.options.as_of,
-                      tuple(prepared.operations))
-        return destination.encode(batch)
+                      prepared.operations)
+        return encoder.submit(destination.encode, batch)
 
     def _submit(self, sender: ThreadPoolExecutor, destination: Destination, number: int, prepared: PreparedBatch,
-                batch: Batch | None) -> _InFlight:
+                batch: Future[Batch] | None) -> _InFlight:
         """Step 2 of the protocol, in the sender thread: the batch is already recorded in flight."""
-        future = sender.submit(destination.send, batch) if batch is not None else None
+        future = sender.submit(_send_encoded, destination, batch) if batch is not None else None
         return _InFlight(number, prepared, future)
 
     def _outcome(self, flight: _InFlight, trigger_on: str | None) -> dict[str, str]:
@@ -385,21 +390,23 @@ class SyncRun:
             if trigger_on is None:
                 raise
             # the API refused the whole batch: nothing was sent, so the triggers may be retried
-            rejected.update({op.id: f"batch failed: {exc}" for op in flight.prepared.operations})
+            rejected.update({record_id: f"batch failed: {exc}" for record_id in flight.prepared.operations.id})
             result = None
         if result is not None:
             rejected.update(result.rejected)
         return rejected
 
+    def _mark_inflight(self, sync: Sync, number: int, rows: dict[str, list[Any]], trigger_on: str | None) -> None:
+        """Step 1 of the protocol for batch ``number``."""
+        self.store.mark_inflight(sync.name, self.report.run_id, number, rows, trigger_on=trigger_on,
+                                 as_of=self.options.as_of, now=self.clock())
+
     def _acknowledge(self, flight: _InFlight, rejected: dict[str, str], sync: Sync, report: SyncReport,
-                     trigger_on: str | None, open_rejections: bool,
-                     then: tuple[int, dict[str, list[Any]]] | None = None) -> bool:
-        """Step 3 (with ``then``, step 1 of the next batch too); returns whether the sync has
-        rejections on record now."""
+                     trigger_on: str | None, open_rejections: bool) -> bool:
+        """Step 3; returns whether the sync has rejections on record now."""
         operations, state = flight.prepared.operations, flight.prepared.state
         self.store.acknowledge(sync.name, self.report.run_id, flight.number, rejected, trigger_on=trigger_on,
-                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections,
-                               then=then)
+                               now=self.clock(), any_held=any(state["held"]), open_rejections=open_rejections)
         ops = Counter(state["op"])
         if not rejected and "update" not in ops and len(operations) == len(state["id"]):
             # every row was sent as itself (no update split or held back): count by op
@@ -407,7 +414,7 @@ class SyncRun:
             report.removed += ops["remove"]
             report.triggered += ops["trigger"]
             return open_rejections or bool(report.rejected)
-        sent = {op.id for op in operations}
+        sent = set(operations.id)
         for record_id, op in zip(state["id"], state["op"], strict=True):
             if record_id in rejected or record_id not in sent:
                 continue  # rejected, or an update the API has no use for (acknowledged quietly)
@@ -432,6 +439,11 @@ class _InFlight:
     number: int
     prepared: PreparedBatch
     future: Future[BatchResult] | None
+
+
+def _send_encoded(destination: Destination, encoding: Future[Batch]) -> BatchResult:
+    """Send the batch once the encoder thread is done with it (its error, if any, is the send's)."""
+    return destination.send(encoding.result())
 
 
 def _fill_counts(report: SyncReport, counts: dict[str, int]) -> None:

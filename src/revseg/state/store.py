@@ -458,19 +458,16 @@ class StateStore:
 
     def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str], *,
                     trigger_on: str | None, now: datetime, any_held: bool = True,
-                    open_rejections: bool = True, then: tuple[int, dict[str, list[Any]]] | None = None) -> None:
+                    open_rejections: bool = True) -> None:
         """Step 3: apply the destination's answer to the batch, in one transaction.
 
         ``any_held`` False (no id of the batch was held) and ``open_rejections`` False (the
         sync has no rejection on record) let a first upload skip statements that would scan
         the snapshot for nothing.
 
-        ``then`` = (number, rows) records the sync's next batch in flight (step 1 of it, as
-        :meth:`mark_inflight` does for mirror and upsert) in the same transaction: one commit
-        per batch instead of two, and still never more than one batch in flight.
+        Inside a transaction it joins it: the runner records a mirror's next batch in flight
+        in the same one (one commit per batch, see ``runner/sync.py``).
         """
-        if then is not None and trigger_on is not None:
-            raise ValueError("a trigger batch is recorded in flight by mark_inflight")
         inflight, members = self.t("inflight"), self.t("sync_members")
         this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
         bad = exp.select("id").from_(self.t("outcomes")).where(this_batch.copy())
@@ -514,8 +511,6 @@ class StateStore:
             self.wh.execute(exp.delete(inflight, where=this_batch.copy()))
             if rejected:
                 self.wh.execute(exp.delete(self.t("outcomes"), where=this_batch.copy()))
-            if then is not None:
-                self.wh.insert_columns(inflight, then[1], {"sync": sync, "run_id": run_id, "batch": then[0]})
 
     def _record_rejections(self, sync: str, run_id: str, batch: int, now: datetime) -> None:
         """Count an attempt for each rejected id; clear the record of acknowledged ones."""
