@@ -432,6 +432,7 @@ class SyncRun:
                 report.rejections.append({"id": record_id, "reason": reason})
         return open_rejections or bool(report.rejected)
 
+
 @dataclass
 class _InFlight:
     """A batch recorded in flight; ``future`` is its send (None: nothing to send)."""
