@@ -111,7 +111,7 @@ class OperationColumns(Sequence[Operation]):
         identifiers = {kind: v for kind, values in self.identifiers.items() if (v := values[index]) is not None}
         message = self.message[index] if self.message is not None else None
         # one write of the instance's dict instead of the frozen dataclass's five guarded
-        # attribute writes; tests/test_columns.py checks the result equals Operation(...)
+        # attribute writes; tests/test_operations.py checks the result equals Operation(...)
         operation = _new(Operation)
         _set(operation, "__dict__", {"op": op, "id": self.id[index], "traits": traits,
                                      "identifiers": identifiers, "message": message})
