@@ -148,11 +148,11 @@ def _identifier_columns(sync: Sync, traits: dict[str, Column], rows: _Page) -> d
         for kind, trait in sync.identifiers.items()
         if trait in traits
     }
-    removes = [i for i, op in enumerate(rows.op) if op == "remove"]
-    for i in removes:
+    for i, op in enumerate(rows.op):
+        if op != "remove":
+            continue
         for values in columns.values():
             values[i] = None
-    for i in removes:
         payload = rows.held_payload[i]
         for kind, value in (orjson.loads(payload) if payload else {}).items():
             columns.setdefault(kind, [None] * len(rows))[i] = value

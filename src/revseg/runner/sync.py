@@ -26,9 +26,9 @@ from revseg.destinations.registry import get_destination_type
 from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDeliveryError
 from revseg.runner.evaluate import definition_hash, evaluate
 from revseg.runner.garbage import fewer_collections
-from revseg.runner.templates import message_template
 from revseg.runner.operations import PreparedBatch, inflight_rows, page_rows, prepare_page
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
+from revseg.runner.templates import message_template
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
@@ -101,7 +101,6 @@ class SyncRun:
             # without a lock held across runs, others may have run these segments since
             self.known.clear()
             self.store.forget()
-
         try:
             for i, name in enumerate(segments):
                 if self.should_stop():

@@ -241,18 +241,13 @@ class Ingest:
         identifies = [c for c in calls if isinstance(c, Identify)]
         if not calls:
             return
-        warehouse.begin()
-        try:
+        with warehouse.transaction():
             if tracks:
                 assert self.events is not None
                 warehouse.insert_arrow(self.events.table, _arrow(self.events, tracks))
             for call in identifies:
                 assert self.entity is not None
                 _upsert(warehouse, self.entity, call)
-            warehouse.commit()
-        except BaseException:
-            warehouse.rollback()
-            raise
 
 
 def _arrow(table: Table, rows: list[dict[str, Any]]) -> pa.Table:

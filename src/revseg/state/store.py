@@ -18,8 +18,7 @@ and removes the others, so a mirror ends exactly equal to the segment.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,7 +82,6 @@ class StateStore:
         self.wh = warehouse
         self.schema = schema
         self._ensured = False
-        self._in_transaction = False
         #: scratch tables this connection created and has not dropped, with their row count
         self._scratch: dict[str, int] = {}
         #: column names of each stored membership this connection has read or written: no
@@ -115,17 +113,12 @@ class StateStore:
                 f"understands ({LATEST}): upgrade revseg"
             )
         for version in range(current + 1, LATEST + 1):
-            self.wh.begin()
-            try:
+            with self.transaction():
                 self.wh.execute_many(MIGRATIONS[version - 1](self.schema))
                 self.wh.execute(exp.insert(
                     exp.select(exp.Literal.number(version), timestamp_literal(datetime.utcnow())),
                     self.t("schema_version"),
                 ))
-                self.wh.commit()
-            except Exception:
-                self.wh.rollback()
-                raise
         self._ensured = True
 
     def exists(self, table: str = "runs") -> bool:
@@ -134,22 +127,9 @@ class StateStore:
         return self.wh.schema_exists(self.schema) and self.wh.columns(_tableref(self.schema, table)) is not None
 
     # -- helpers --------------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A transaction; inside another one it joins it (the outermost commits)."""
-        if self._in_transaction:
-            yield
-            return
-        self.wh.begin()
-        self._in_transaction = True
-        try:
-            yield
-        except BaseException:
-            self._in_transaction = False
-            self.wh.rollback()
-            raise
-        self._in_transaction = False
-        self.wh.commit()
+    def transaction(self) -> AbstractContextManager[None]:
+        """The warehouse's transaction (inside another one it joins it)."""
+        return self.wh.transaction()
 
     def scalar(self, query: exp.Select) -> Any:
         rows = self.wh.fetchall(query)

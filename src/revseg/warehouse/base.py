@@ -12,6 +12,7 @@ import logging
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,6 +73,8 @@ class Warehouse(ABC):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
+        #: a transaction is open (begin without commit or rollback yet)
+        self.in_transaction = False
 
     # -- connection ----------------------------------------------------------------
     @abstractmethod
@@ -136,14 +139,41 @@ class Warehouse(ABC):
     @abstractmethod
     def schema_exists(self, schema: str) -> bool: ...
 
-    @abstractmethod
-    def begin(self) -> None: ...
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A transaction: committed when the block ends, rolled back when it raises; inside
+        another one it joins it (the outermost commits)."""
+        if self.in_transaction:
+            yield
+            return
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def begin(self) -> None:
+        self._begin()
+        self.in_transaction = True
+
+    def commit(self) -> None:
+        self.in_transaction = False
+        self._commit()
+
+    def rollback(self) -> None:
+        self.in_transaction = False
+        self._rollback()
 
     @abstractmethod
-    def commit(self) -> None: ...
+    def _begin(self) -> None: ...
 
     @abstractmethod
-    def rollback(self) -> None: ...
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
 
     def prefers_arrow(self, rows: int) -> bool:
         """Whether ``rows`` rows move better as Arrow than as lists per column: binding lists

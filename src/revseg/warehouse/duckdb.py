@@ -50,10 +50,8 @@ class DuckDBWarehouse(Warehouse):
         self.path = raw if raw == ":memory:" else str((project_dir / raw).resolve())
         self.project_dir = project_dir
         self._conn: Any = None
-        #: the memory_limit set on the connection (None: DuckDB's default), and whether a
-        #: transaction is open (a statement inside one cannot be run again on its own)
+        #: the memory_limit set on the connection (None: DuckDB's default)
         self._memory_limit: str | None = None
-        self._in_transaction = False
 
     def connect(self) -> None:
         import duckdb
@@ -113,7 +111,7 @@ class DuckDBWarehouse(Warehouse):
         twin = DuckDBWarehouse.__new__(DuckDBWarehouse)
         Warehouse.__init__(twin, self.config)
         twin.path, twin.project_dir = self.path, self.project_dir
-        twin._memory_limit, twin._in_transaction = self._memory_limit, False  # the limit is the database's
+        twin._memory_limit = self._memory_limit  # the limit is the database's
         twin._conn = self._conn.cursor()
         twin._conn.execute("SET TimeZone = 'UTC'")
         twin._use_schema()
@@ -171,7 +169,7 @@ class DuckDBWarehouse(Warehouse):
     def _raise_memory_limit(self) -> bool:
         """After an Out of Memory error: raise the limit so the statement can run again, unless
         it ran in a transaction (DuckDB aborted it) or the limit is at its ceiling."""
-        higher = raised(self._memory_limit) if self._memory_limit and not self._in_transaction else None
+        higher = raised(self._memory_limit) if self._memory_limit and not self.in_transaction else None
         if higher is None:
             return False
         logger.warning("DuckDB ran out of memory under memory_limit %s: running the statement again under %s "
@@ -264,16 +262,13 @@ class DuckDBWarehouse(Warehouse):
         )
         return bool(self.fetchall(query))
 
-    def begin(self) -> None:
+    def _begin(self) -> None:
         self._conn.execute("BEGIN TRANSACTION")
-        self._in_transaction = True
 
-    def commit(self) -> None:
-        self._in_transaction = False
+    def _commit(self) -> None:
         self._conn.execute("COMMIT")
 
-    def rollback(self) -> None:
-        self._in_transaction = False
+    def _rollback(self) -> None:
         self._conn.execute("ROLLBACK")
 
 

@@ -160,13 +160,13 @@ class PostgresWarehouse(Warehouse):
         )
         return bool(self.fetchall(query))
 
-    def begin(self) -> None:
+    def _begin(self) -> None:
         self._conn.execute("BEGIN")
 
-    def commit(self) -> None:
+    def _commit(self) -> None:
         self._conn.execute("COMMIT")
 
-    def rollback(self) -> None:
+    def _rollback(self) -> None:
         self._conn.execute("ROLLBACK")
 
 
