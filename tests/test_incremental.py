@@ -271,3 +271,49 @@ def test_full_refresh_sends_only_what_changed_and_catches_up_a_sync_that_is_behi
     assert report.syncs[0].error is None
     assert sent(out) == [("remove", "3", None)]
     assert committed(tmp_path, "germans") == {"1"}
+
+
+def test_one_probe_query_per_run_and_each_segment_judged_on_what_it_reads(tmp_path: Path) -> None:
+    """A resident session's run over several segments that finds nothing new is one query
+    (the probe), not two per segment. The probe is shared, but each segment is judged on the
+    models it reads: a new order makes the segment that reads orders run and lets the one that
+    reads only events and customers skip."""
+    from revseg.runner.sync import SyncOptions
+    from revseg.state.lock import SegmentLock
+    from revseg.warehouse.duckdb import DuckDBWarehouse
+
+    names = ["germans", "buyers", "viewers"]
+    runner = make(tmp_path, {
+        "germans": {"column": "country", "op": "=", "value": "DE"},
+        "buyers": {"aggregate": "count", "model": "orders", "op": ">=", "value": 1},
+        "viewers": {"event": "view", "within": "7d"},
+    })
+    statements: list[str] = []
+    run = DuckDBWarehouse._run
+
+    def counted(self: DuckDBWarehouse, expression: Any, params: Any = None) -> Any:
+        statements.append(expression if isinstance(expression, str) else self.render(expression))
+        return run(self, expression, params)
+
+    with runner.session(T) as session:
+        lock = SegmentLock(session.store, "test", datetime.utcnow)
+        lock.acquire(names, 5.0)
+        try:
+            def sync(as_of: datetime) -> dict[str, str]:
+                report = session.sync(names, None, SyncOptions(as_of), None, None, lock)
+                return {s.name: s.mode for s in report.segments}
+
+            assert set(sync(T).values()) == {"full"}
+            statements.clear()
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(DuckDBWarehouse, "_run", counted)
+                assert sync(T) == dict.fromkeys(names, "skipped")
+            assert len(statements) == 1, statements
+            session.warehouse.execute("INSERT INTO orders VALUES (2, '2026-01-01 12:00:00', 5, '2026-01-01 12:00:00')")
+            assert sync(T) == {"germans": "skipped", "buyers": "incremental", "viewers": "skipped"}
+            assert sync(T) == dict.fromkeys(names, "skipped")
+        finally:
+            lock.release()
+    for name in names:
+        assert committed(tmp_path, name) == {m.id for m in runner.preview(name, as_of=T).members}
+    assert committed(tmp_path, "buyers") == {"1", "2"}

@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from revseg.compile.catalog import Catalog, Kind
 from revseg.compile.conditions import model_source
-from revseg.compile.named_values import named_value, named_values
+from revseg.compile.named_values import named_value
 from revseg.compile.values import timestamp_literal
 from revseg.spec.conditions import (
     AggregateCondition,
@@ -47,6 +47,10 @@ from revseg.spec.conditions import (
 from revseg.spec.project import Model, Project, Segment
 
 ZERO = timedelta(0)
+
+#: per model read: its row count, its recent changes, the entity's key checksum (see
+#: :func:`fingerprint_branches`); recorded with each segment run
+Fingerprint = dict[str, str]
 
 
 @dataclass
@@ -192,37 +196,63 @@ def candidate_parts(project: Project, catalog: Catalog, plan: IncrementalPlan, p
     return parts
 
 
-def fingerprint_query(project: Project, catalog: Catalog, plan: IncrementalPlan, *sinces: datetime) -> exp.Query:
-    """Rows ``(k, v)``, per model read: its row count (``<model>:rows``), and the latest change
-    and the count and sum (in seconds) of the changes after ``since - lookback``
-    (``<model>:recent@<i>``, one per value of ``sinces``), the rows a run that follows a run
-    at ``since`` takes as new; all as text.
+def change_column(project: Project, plan: IncrementalPlan, name: str) -> str | None:
+    """The column whose values say a row of model ``name`` is new or changed for ``plan``:
+    the entity's ``updated_at``; another model's ``loaded_at``, else its ``timestamp``."""
+    model = project.models[name]
+    return model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
+
+
+def fingerprint_branches(project: Project, catalog: Catalog, plan: IncrementalPlan, since: datetime,
+                         into: dict[str, exp.Select]) -> None:
+    """Add to ``into`` the ``(k, v)`` branches of a fingerprint of what ``plan`` reads, since
+    ``since``: per model, its row count (``<model>:rows``), and the latest change and the count
+    and sum (in seconds) of the changes after ``since - lookback``, the rows a run that follows
+    a run at ``since`` takes as new (:func:`recent_key`); all as text.
 
     Two fingerprints taken with the same ``since`` are equal only if no row arrived or changed
-    there. The count and latest change alone
-    miss a row that arrives out of order within ``lookback``, e.g. an entity updated in place
-    with an ``updated_at`` below the latest one.
+    there. The count and latest change alone miss a row that arrives out of order within
+    ``lookback``, e.g. an entity updated in place with an ``updated_at`` below the latest one.
 
-    One row per value (see :mod:`revseg.compile.named_values`).
+    A key names exactly what its branch computes, so the branches of several segments, and of
+    several instants, share one query (one row per value, see
+    :mod:`revseg.compile.named_values`) and models read by several segments are counted once.
     """
-    branches: list[exp.Select] = []
     for name in sorted(plan.boundaries):
         model = project.models[name]
-        change = model.updated_at if name == plan.entity else (model.loaded_at or model.timestamp)
-        source = model_source(model, "m")
-        count = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
-        branches.append(named_value(rows_key(name), count).from_(source.copy()))
-        for i, since in enumerate(sinces if change else ()):
-            column = _column(catalog, name, change or "")
-            recent = exp.GT(this=column.copy(), expression=timestamp_literal(since - model.lookback))
-            seconds = exp.DateDiff(this=column.copy(), expression=timestamp_literal(_EPOCH), unit=exp.var("SECOND"))
-            # one bounded scan for the three (an unbounded MAX would scan every event on each poll)
-            values = [exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)]
-            text = [exp.Coalesce(this=exp.cast(value, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("-")])
-                    for value in values]
-            branches.append(named_value(f"{name}:recent@{i}", exp.Concat(expressions=_joined(text), safe=True, coalesce=False))
-                            .from_(source.copy()).where(recent))
-    return named_values(branches)
+        if rows_key(name) not in into:
+            count = exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
+            into[rows_key(name)] = named_value(rows_key(name), count).from_(model_source(model, "m"), copy=False)
+        change = change_column(project, plan, name)
+        key = recent_key(name, change, since)
+        if change is None or key in into:
+            continue
+        column = _column(catalog, name, change)
+        recent = exp.GT(this=column, expression=timestamp_literal(since - model.lookback))
+        seconds = exp.DateDiff(this=column.copy(), expression=timestamp_literal(_EPOCH), unit=exp.var("SECOND"))
+        # one bounded scan for the three (an unbounded MAX would scan every event on each poll)
+        values = [exp.Max(this=column.copy()), exp.Count(this=exp.Star()), exp.Sum(this=seconds)]
+        text = [exp.Coalesce(this=exp.cast(value, exp.DataType.build("TEXT")), expressions=[exp.Literal.string("-")])
+                for value in values]
+        into[key] = named_value(key, exp.Concat(expressions=_joined(text), safe=True, coalesce=False)) \
+            .from_(model_source(model, "m"), copy=False).where(recent, copy=False)
+
+
+def fingerprint_of(values: dict[str, str], project: Project, plan: IncrementalPlan, since: datetime) -> Fingerprint:
+    """A segment's fingerprint since ``since``, out of the values of a query of
+    :func:`fingerprint_branches`: ``<model>:rows`` and ``<model>:recent`` per model it reads
+    (the form recorded with each run)."""
+    out: Fingerprint = {}
+    for name in sorted(plan.boundaries):
+        out[rows_key(name)] = values[rows_key(name)]
+        change = change_column(project, plan, name)
+        if change is not None:
+            out[f"{name}:recent"] = values[recent_key(name, change, since)]
+    return out
+
+
+def recent_key(model: str, change: str | None, since: datetime) -> str:
+    return f"{model}:recent:{change}@{since.isoformat()}"
 
 
 def rows_key(model: str) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from sqlglot import exp
 
 
-def named_value(name: str, value: exp.Expr) -> exp.Select:
-    """``SELECT 'name' AS k, value AS v`` (add its FROM and WHERE)."""
-    return exp.select(exp.alias_(exp.Literal.string(name), "k"), exp.alias_(value, "v"))
+def named_value(name: str | exp.Expr, value: exp.Expr) -> exp.Select:
+    """``SELECT 'name' AS k, value AS v`` (add its FROM and WHERE); ``name`` may be an
+    expression (a key per group of a GROUP BY)."""
+    key = exp.Literal.string(name) if isinstance(name, str) else name
+    return exp.select(exp.alias_(key, "k", copy=False), exp.alias_(value, "v", copy=False), copy=False)
 
 
 def named_values(branches: list[exp.Select]) -> exp.Query:
     """The branches as one query of ``(k, v)`` rows."""
-    return exp.union(*branches, distinct=False) if len(branches) > 1 else branches[0]
+    return exp.union(*branches, distinct=False, copy=False) if len(branches) > 1 else branches[0]

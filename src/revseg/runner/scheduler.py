@@ -1,7 +1,8 @@
 """``revseg run``: one process that refreshes each segment on its own ``refresh`` cadence.
 
 - ``continuous``: checked every ``poll_interval`` (and at once when ingest nudges); a check
-  that finds no new data and nothing due costs a few cheap queries and writes nothing;
+  that finds no new data and nothing due is one query for all segments (see
+  :mod:`revseg.runner.probe`) and writes nothing;
 - a duration (``5m``): run when that long has passed since its last run;
 - a cron expression: run at each matching minute (UTC);
 - ``manual``: never run here (use ``revseg sync``).

@@ -27,12 +27,13 @@ from revseg.errors import DeliveryError, PossiblyDeliveredError, TransientDelive
 from revseg.runner.evaluate import definition_hash, evaluate
 from revseg.runner.garbage import fewer_collections
 from revseg.runner.operations import PreparedBatch, inflight_rows, page_rows, prepare_page
+from revseg.runner.probe import Probe, probe
 from revseg.runner.reports import RunReport, SegmentReport, SyncReport
 from revseg.runner.templates import message_template
 from revseg.spec.project import Project, Segment, Sync
 from revseg.state.lock import SegmentLock
 from revseg.state.store import StateStore
-from revseg.state.watermarks import LastRun, sync_state
+from revseg.state.watermarks import LastRun, last_runs, sync_state
 
 if TYPE_CHECKING:
     import jinja2
@@ -102,10 +103,18 @@ class SyncRun:
             self.known.clear()
             self.store.forget()
         try:
-            for i, name in enumerate(segments):
+            chosen = [self.project.segments[name] for name in segments]
+            definitions = {segment.name: definition_hash(self.project, segment) for segment in chosen}
+            # forgotten until this run records them: a run that fails halfway leaves them unknown
+            previous = {name: self.known.pop(name) for name in segments if name in self.known}
+            previous.update(last_runs(self.store, [name for name in segments if name not in previous]))
+            probes = probe(self.project, self.catalog, self.store, chosen, self.options.as_of, previous, definitions,
+                           full_refresh=self.options.full_refresh)
+            for i, segment in enumerate(chosen):
                 if self.should_stop():
                     break
-                self._segment(self.project.segments[name], syncs, last=i == len(segments) - 1)
+                self._segment(segment, syncs, probes[segment.name], previous.get(segment.name),
+                              definitions[segment.name], last=i == len(segments) - 1)
             if self._recorded and not self._finished:
                 self.store.finish_run(self.report.run_id, self.report.status, self.clock())
         finally:
@@ -122,13 +131,12 @@ class SyncRun:
     def _selected(self, segment: Segment, syncs: set[str] | None) -> list[Sync]:
         return [s for s in segment.syncs if syncs is None or s.name in syncs]
 
-    def _segment(self, segment: Segment, syncs: set[str] | None, last: bool = False) -> None:
+    def _segment(self, segment: Segment, syncs: set[str] | None, probed: Probe, previous: LastRun | None,
+                 definition: str, last: bool = False) -> None:
         started = time.monotonic()
         self.progress("segment", {"segment": segment.name})
-        # forgotten until this run is recorded: a run that fails halfway leaves the state unknown
-        known = self.known.pop(segment.name, None)
-        result = evaluate(self.project, self.catalog, self.store, segment, self.options.as_of,
-                          full_refresh=self.options.full_refresh, checksums=self.checksums, known=known)
+        result = evaluate(self.project, self.catalog, self.store, segment, self.options.as_of, probed, previous,
+                          checksums=self.checksums)
         chosen = self._selected(segment, syncs)
         if result.mode == "skipped":  # nothing new, nothing due, nothing left to deliver
             report = SegmentReport(segment.name, "skipped", result.members)  # as the previous run left it
@@ -149,7 +157,6 @@ class SyncRun:
         # record, so the next run is full and compares everything; a lost sync row only makes
         # that sync diff in full (sync_members, not this history, is what its destination holds).
         self.report.syncs.extend(synced)
-        definition = definition_hash(self.project, segment)
         with self.store.transaction():
             self._record_start()
             entered, exited = self.store.commit_segment(segment.name, self.options.as_of,

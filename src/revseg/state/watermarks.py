@@ -12,15 +12,10 @@ from datetime import datetime
 
 from sqlglot import exp
 
+from revseg.compile.candidates import Fingerprint
 from revseg.compile.named_values import named_value, named_values
 from revseg.compile.values import timestamp_literal
-
 from revseg.state.store import StateStore
-
-
-#: per model read: its row count, its recent changes, the entity's key checksum (see
-#: revseg.compile.candidates.fingerprint_query); stored as JSON with each segment run
-Fingerprint = dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -40,16 +35,25 @@ def _s(value: str) -> exp.Literal:
 
 
 def last_run(store: StateStore, segment: str) -> LastRun | None:
+    return last_runs(store, [segment]).get(segment)
+
+
+def last_runs(store: StateStore, segments: Sequence[str]) -> dict[str, LastRun]:
+    """The last run of each of ``segments`` that has one, in one query."""
+    if not segments:
+        return {}
+    version = exp.select(exp.column("as_of", table="v")).from_(exp.alias_(store.t("stage_versions"), "v", table=True)) \
+        .where(exp.EQ(this=exp.column("segment", table="v"), expression=exp.column("segment", table="s")))
+    columns = ("segment", "as_of", "definition_hash", "fingerprint", "last_full_as_of", "members")
     query = (
-        exp.select("as_of", "definition_hash", "fingerprint", "last_full_as_of", "members",
-                   exp.alias_(store.stage_version_query(segment).subquery(), "stage_as_of"))
-        .from_(store.t("segment_state")).where(exp.EQ(this=exp.column("segment"), expression=_s(segment)))
+        exp.select(*[exp.column(c, table="s") for c in columns], exp.alias_(version.subquery(), "stage_as_of"))
+        .from_(exp.alias_(store.t("segment_state"), "s", table=True))
+        .where(exp.column("segment", table="s").isin(*[_s(name) for name in segments]))
     )
-    rows = store.wh.fetchall(query)
-    if not rows:
-        return None
-    as_of, definition, fingerprint, last_full, members, stage_as_of = rows[0]
-    return LastRun(as_of, str(definition), last_full, _parsed(fingerprint), int(members or 0), stage_as_of)
+    return {
+        str(segment): LastRun(as_of, str(definition), last_full, _parsed(fingerprint), int(members or 0), stage_as_of)
+        for segment, as_of, definition, fingerprint, last_full, members, stage_as_of in store.wh.fetchall(query)
+    }
 
 
 def _parsed(fingerprint: str | None) -> Fingerprint | None:
@@ -61,32 +65,11 @@ def _parsed(fingerprint: str | None) -> Fingerprint | None:
     return value if isinstance(value, dict) else None
 
 
-def syncs_settled(store: StateStore, syncs: list[tuple[str, int]], due: Sequence[exp.Query] = ()) -> bool:
-    """True when no sync of the list has pending rows, unacknowledged batches, rejections
-    still to retry, or a failed last run, and none of the ``due`` queries (entities whose
-    membership is due to change) has a row: then a run without candidates has nothing to do."""
-    if not syncs and not due:
-        return True
-    # one round trip: this runs on every poll of `revseg run`
-    changing = [_count(f"due{i}", query.limit(1).subquery("d")) for i, query in enumerate(due)]
-    counts = _counts(store, _unsettled(store, syncs) + changing)
-    return not any(counts[f"due{i}"] for i in range(len(due))) and _settled(syncs, counts)
-
-
-def _count(name: str, source: exp.Expr, where: exp.Expr | None = None, value: exp.Expr | None = None) -> exp.Select:
-    """``SELECT name AS k, COUNT(*) AS v FROM source WHERE where`` (or another aggregate)."""
-    query = named_value(name, value if value is not None else exp.Count(this=exp.Star())).from_(source)
-    return query.where(where) if where is not None else query
-
-
-def _counts(store: StateStore, branches: list[exp.Select]) -> dict[str, int]:
-    """Named counts in one round trip (see :mod:`revseg.compile.named_values`)."""
-    return {str(name): int(value or 0) for name, value in store.wh.fetchall(named_values(branches))}
-
-
-def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Select]:
-    """Counts of pending rows, rows in flight, rejections to retry, syncs that ran, syncs whose
-    last run failed."""
+def settled_counts(store: StateStore, syncs: Sequence[tuple[str, int]]) -> list[exp.Select]:
+    """Branches of a query of named counts (see :func:`counts`) that :func:`settled` reads:
+    per sync, its pending rows, rows in flight, rejections to retry, whether it ever ran and
+    whether its last run failed. Grouped by sync, so one query serves the syncs of every
+    segment of a run; a sync with nothing of a kind has no row of it."""
     if not syncs:
         return []
     in_syncs = exp.column("sync").isin(*[_s(name) for name, _ in syncs])
@@ -96,21 +79,51 @@ def _unsettled(store: StateStore, syncs: list[tuple[str, int]]) -> list[exp.Sele
         for name, limit in syncs
     ])
     return [
-        _count("pending", store.t("sync_members"), exp.and_(in_syncs.copy(), exp.column("pending"))),
-        _count("in_flight", store.t("inflight"), in_syncs.copy()),
-        _count("retrying", store.t("rejections"), retry),
-        # a sync that never ran must run
-        _count("ran", store.t("syncs"), in_syncs.copy(), exp.Count(this=exp.Distinct(expressions=[exp.column("sync")]))),
-        _count("failed", store.t("sync_state"),
-               exp.and_(in_syncs.copy(), exp.EQ(this=exp.column("status"), expression=_s("failed")))),
+        _per_sync("pending", store.t("sync_members"), exp.and_(in_syncs.copy(), exp.column("pending"))),
+        _per_sync("in_flight", store.t("inflight"), in_syncs.copy()),
+        _per_sync("retrying", store.t("rejections"), retry),
+        _per_sync("ran", store.t("syncs"), in_syncs.copy()),  # a sync that never ran must run
+        _per_sync("failed", store.t("sync_state"),
+                  exp.and_(in_syncs.copy(), exp.EQ(this=exp.column("status"), expression=_s("failed")))),
     ]
 
 
-def _settled(syncs: list[tuple[str, int]], counts: dict[str, int]) -> bool:
-    if not syncs:
-        return True
-    return not (counts["pending"] or counts["in_flight"] or counts["retrying"] or counts["failed"]) \
-        and counts["ran"] >= len(syncs)
+def settled(syncs: Sequence[tuple[str, int]], counts: dict[str, int]) -> bool:
+    """No sync of the list has pending rows, unacknowledged batches, rejections still to
+    retry, or a failed last run, and every one has run (``counts``: of :func:`settled_counts`)."""
+    return all(
+        not any(counts.get(f"{kind}:{name}") for kind in ("pending", "in_flight", "retrying", "failed"))
+        and counts.get(f"ran:{name}")
+        for name, _ in syncs
+    )
+
+
+def due_count(name: str, query: exp.Query) -> exp.Select:
+    """A branch counting whether ``query`` has a row (its first row only)."""
+    return _count(name, query.limit(1).subquery("d"))
+
+
+def _per_sync(kind: str, table: exp.Table, where: exp.Expr) -> exp.Select:
+    """``SELECT '<kind>:' || sync AS k, COUNT(*) AS v FROM table WHERE where GROUP BY sync``."""
+    key = exp.Concat(expressions=[_s(f"{kind}:"), exp.column("sync")], safe=True, coalesce=False)
+    return named_value(key, _counted()).from_(table, copy=False).where(where, copy=False) \
+        .group_by(exp.column("sync"), copy=False)
+
+
+def _count(name: str, source: exp.Expr, where: exp.Expr | None = None) -> exp.Select:
+    """``SELECT name AS k, COUNT(*) AS v FROM source WHERE where``."""
+    query = named_value(name, _counted()).from_(source, copy=False)
+    return query.where(where, copy=False) if where is not None else query
+
+
+def _counted() -> exp.Expr:
+    """``COUNT(*)`` as text: a query of named values may mix counts with text values."""
+    return exp.cast(exp.Count(this=exp.Star()), exp.DataType.build("TEXT"))
+
+
+def counts(store: StateStore, branches: list[exp.Select]) -> dict[str, int]:
+    """Named counts in one round trip (see :mod:`revseg.compile.named_values`)."""
+    return {str(name): int(value or 0) for name, value in store.wh.fetchall(named_values(branches))}
 
 
 @dataclass(frozen=True)
@@ -129,12 +142,12 @@ class SyncState:
 
 def sync_state(store: StateStore, sync: str, max_attempts: int, segment_as_of: datetime | None) -> SyncState:
     mine = exp.EQ(this=exp.column("sync"), expression=_s(sync))
-    branches = [*_unsettled(store, [(sync, max_attempts)]), _count("rejections", store.t("rejections"), mine.copy())]
+    branches = [*settled_counts(store, [(sync, max_attempts)]), _count("rejections", store.t("rejections"), mine.copy())]
     if segment_as_of is not None:
         branches.append(_count("succeeded_at", store.t("sync_state"), exp.and_(
             mine.copy(), exp.EQ(this=exp.column("as_of"), expression=timestamp_literal(segment_as_of)),
             exp.EQ(this=exp.column("status"), expression=_s("success")))))
-    counts = _counts(store, branches)
-    settled = _settled([(sync, max_attempts)], counts)
-    return SyncState(settled=settled, first_run=not counts["ran"], in_flight=counts["in_flight"],
-                     rejections=counts["rejections"], caught_up=settled and bool(counts.get("succeeded_at")))
+    found = counts(store, branches)
+    done = settled([(sync, max_attempts)], found)
+    return SyncState(settled=done, first_run=not found.get(f"ran:{sync}"), in_flight=found.get(f"in_flight:{sync}", 0),
+                     rejections=found["rejections"], caught_up=done and bool(found.get("succeeded_at")))
