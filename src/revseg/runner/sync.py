@@ -179,8 +179,10 @@ class SyncRun:
             first_run = sync_state(self.store, sync.name, sync.max_attempts, None).first_run
             query = self._delta(segment, sync, traits, staged.copy(), first_run)
             counts = self.store.count_delta(query)
-            _fill_counts(report, counts)
-            report.skipped = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else 0
+            # members without a usable identifier are skipped, not sent: counted apart, as sync does
+            unidentified = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else {}
+            _fill_counts(report, {op: n - unidentified.get(op, 0) for op, n in counts.items()})
+            report.skipped = sum(unidentified.values())
             report.warnings = self._warnings(sync, members, report.skipped)
             report.finish()
             self.report.syncs.append(report)
