@@ -244,6 +244,25 @@ def test_transport_errors_exhaust_into_transient_error() -> None:
     assert len(recorder.requests) == 2
 
 
+@pytest.mark.parametrize(
+    ("script", "maybe_delivered"),
+    [
+        ((httpx.ConnectError("refused"),), False),
+        ((httpx.Response(429), httpx.ConnectError("refused")), False),
+        ((httpx.Response(408),), False),
+        ((httpx.ReadTimeout("t"), httpx.ConnectError("refused")), True),
+        ((httpx.Response(503), httpx.ConnectError("refused")), True),
+    ],
+)
+def test_exhausted_retries_say_whether_any_attempt_may_have_been_delivered(
+    script: tuple[httpx.Response | Exception, ...], maybe_delivered: bool
+) -> None:
+    """A trigger batch whose attempts never reached the API may be sent again (SPEC 3)."""
+    with make_core(Recorder(*script), max_retries=1) as core, pytest.raises(TransientDeliveryError) as info:
+        core.request("POST", "https://api.example.com/hooks")
+    assert info.value.maybe_delivered is maybe_delivered
+
+
 def test_unsupported_scheme_is_terminal() -> None:
     with HttpCore() as core, pytest.raises(DeliveryError) as info:
         core.request("GET", "ftp://files.example.com/x")

@@ -172,6 +172,7 @@ def test_skipped_members_without_identifier_are_counted_not_sent(tmp_path: Path,
     assert unidentified, "the generated data has members without email"
     plan = plan_rows(project, T0)
     assert plan["active_vip.hooks"]["skipped"] == len(unidentified)
+    assert plan["active_vip.hooks"]["add"] == len(members) - len(unidentified)  # as sync adds them
     report = sync(project, T0)
     got = sync_report(report, "active_vip", "hooks")
     assert got["skipped"] == len(unidentified) and got["added"] == len(members) - len(unidentified)

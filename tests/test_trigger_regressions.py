@@ -1,21 +1,25 @@
 """Trigger-mode defects of the runner (``runner/sync.py``), found while building the twilio
-destination. Both tests fail until the runner is fixed; see each docstring for the fix.
+destination and in a black-box audit of delivery under faults. Each test failed until the
+runner was fixed; see each docstring for the fix.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from syncproject import write_files
 from twilioproject import AS_OF, set_active, write_project
 
 from revseg.destinations.base import Batch, BatchResult, Capabilities, Destination
 from revseg.destinations.http import PossiblyDeliveredError
 from revseg.destinations.registry import register_destination_type
 from revseg.runner import Runner
+from revseg.sandbox.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.duckdb
 
@@ -92,3 +96,51 @@ def test_a_template_that_fails_on_one_record_rejects_that_record(tmp_path: Path)
     set_active(root, AS_OF + timedelta(hours=1), active=[2])
     [report] = Runner(root).sync(as_of=AS_OF + timedelta(hours=1)).syncs
     assert report.rejected == 1 and report.rejections[0]["id"] == "2"
+
+
+def hooks(url: str) -> dict[str, object]:
+    return {"type": "webhook", "options": {"url": url, "timeout": "2s"}, "max_retries": 1}
+
+
+def test_a_trigger_batch_that_never_reached_the_endpoint_is_sent_by_the_next_run(tmp_path: Path) -> None:
+    """``SyncRun._outcome`` re-raised every ``TransientDeliveryError`` as "may have been
+    delivered", leaving the trigger batch in flight, which the next run's ``recover`` counts
+    as sent. But retries exhausted on connection refused prove nothing reached the endpoint
+    (SPEC 3: only a send that *may* have reached the API is not retried), so a webhook (or
+    any destination) that was down for one run lost its triggers for good. Fix: the HTTP core
+    says whether any attempt may have been delivered (``maybe_delivered``); a trigger batch
+    that never was is recorded as a rejection (retried next run) and the sync fails."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/hooks"  # nothing listens there
+    syncs = [{"destination": "hooks", "mode": "trigger", "template": "Hi {{ first_name }}"}]
+    root = write_project(tmp_path, syncs, {"hooks": hooks(down)}, [(1, None, "Ann", True), (2, None, "Bob", False)])
+    Runner(root).sync(as_of=AS_OF)  # first sync: Ann recorded, nothing sent
+    set_active(root, AS_OF + timedelta(hours=1), active=[2])
+    [report] = Runner(root).sync(as_of=AS_OF + timedelta(hours=1)).syncs
+    assert report.status == "failed" and report.triggered == 0 and "ConnectError" in str(report.error)
+    with WebhookReceiver() as receiver:
+        write_files(root, {"destinations/hooks.yml": {"name": "hooks", **hooks(receiver.url)}})
+        [report] = Runner(root).sync(as_of=AS_OF + timedelta(hours=2)).syncs
+        assert (report.status, report.triggered) == ("success", 1)
+        assert receiver.triggers == [("2", "Hi Bob")]
+
+
+def test_a_trigger_batch_refused_whole_fails_the_sync_and_is_sent_by_the_next_run(tmp_path: Path) -> None:
+    """A webhook answering 400 fails the batch for this run (SPEC 3.1) and the run's status is
+    ``failed`` when a sync failed (SPEC 5); a trigger sync reported it only as rejections
+    (status ``partial``) and went on sending its later batches."""
+    with WebhookReceiver() as receiver:
+        syncs = [{"destination": "hooks", "mode": "trigger", "template": "Hi {{ first_name }}", "batch_size": 1}]
+        customers = [(1, None, "Ann", False), (2, None, "Bob", False), (3, None, "Cy", False)]
+        root = write_project(tmp_path, syncs, {"hooks": hooks(receiver.url)}, customers)
+        Runner(root).sync(as_of=AS_OF)
+        set_active(root, AS_OF + timedelta(hours=1), active=[1, 2, 3])
+        receiver.fail_next(1, status=400, skip=1)  # the second batch is refused
+        run = Runner(root).sync(as_of=AS_OF + timedelta(hours=1))
+        [report] = run.syncs
+        assert (run.status, report.status, report.triggered) == ("failed", "failed", 1)
+        assert "HTTP 400" in str(report.error) and len(receiver.deliveries) == 2  # the third waits
+        [report] = Runner(root).sync(as_of=AS_OF + timedelta(hours=2)).syncs
+        assert (report.status, report.triggered) == ("success", 2)
+        assert sorted(receiver.triggers) == [("1", "Hi Ann"), ("2", "Hi Bob"), ("3", "Hi Cy")]

@@ -94,11 +94,17 @@ class DeliveryError(RevsegError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """A retryable failure (429, 5xx, timeout, connection error)."""
+    """A retryable failure (429, 5xx, timeout, connection error).
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``maybe_delivered`` is False when no attempt can have reached the API (connection
+    refused, 408, 429): a trigger batch that failed so was not sent and may be sent again.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, *,
+                 maybe_delivered: bool = True) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
 
 
 class PossiblyDeliveredError(DeliveryError):

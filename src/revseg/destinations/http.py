@@ -213,6 +213,7 @@ class HttpCore:
         except (httpx.InvalidURL, httpx.HTTPError) as exc:  # unusable URL: no retry helps
             raise DeliveryError(redact_text(f"{method}: {exc}", self.secrets)) from None
         attempts = self.policy.max_retries + 1
+        reached = False  # whether any attempt may have reached the API
         for attempt in range(1, attempts + 1):
             if self._limiter is not None:
                 self._limiter.acquire()
@@ -221,6 +222,7 @@ class HttpCore:
                 prepare(request, attempt)
             result = self._attempt(request, shown, attempt, attempts)
             verdict = result.verdict
+            reached = reached or result.maybe_delivered
             if verdict.outcome is Outcome.OK:
                 assert result.response is not None
                 return result.response
@@ -234,10 +236,13 @@ class HttpCore:
                 raise TransientDeliveryError(
                     f"{reason}; the API asks to wait {retry_after:.0f}s, longer than a run waits",
                     retry_after=retry_after,
+                    maybe_delivered=reached,
                 )
             if attempt == attempts:
                 raise TransientDeliveryError(
-                    f"{reason} (gave up after {attempts} attempts)", retry_after=retry_after
+                    f"{reason} (gave up after {attempts} attempts)",
+                    retry_after=retry_after,
+                    maybe_delivered=reached,
                 )
             delay = (
                 retry_after if retry_after is not None else self.policy.backoff(attempt, self._rng)

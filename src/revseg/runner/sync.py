@@ -186,8 +186,10 @@ class SyncRun:
             first_run = sync_state(self.store, sync.name, sync.max_attempts, None).first_run
             query = self._delta(segment, sync, traits, staged.copy(), first_run)
             counts = self.store.count_delta(query)
-            _fill_counts(report, counts)
-            report.skipped = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else 0
+            # members without a usable identifier are skipped, not sent: counted apart, as sync does
+            unidentified = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else {}
+            _fill_counts(report, {op: n - unidentified.get(op, 0) for op, n in counts.items()})
+            report.skipped = sum(unidentified.values())
             report.warnings = self._warnings(sync, members, report.skipped)
             report.finish()
             self.report.syncs.append(report)
@@ -329,6 +331,8 @@ class SyncRun:
                         open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on,
                                                             open_rejections)
                     self._batch_done(sync, flight.prepared.done, total)
+                    if flight.failure is not None:
+                        raise flight.failure
                     flight = None
                     if stop:
                         break
@@ -341,6 +345,8 @@ class SyncRun:
                 rejected = self._outcome(flight, trigger_on)
                 self._acknowledge(flight, rejected, sync, report, trigger_on, open_rejections)
                 self._batch_done(sync, flight.prepared.done, total)
+                if flight.failure is not None:
+                    raise flight.failure
             report.batches = number
 
     def _prepared(self, sync: Sync, destination: Destination, report: SyncReport,
@@ -390,13 +396,16 @@ class SyncRun:
         rejected = dict(flight.prepared.failed)
         try:
             result = flight.future.result() if flight.future is not None else None
-        except (TransientDeliveryError, PossiblyDeliveredError):
-            raise  # may have been delivered: at most once for triggers; mirror rows go pending
+        except PossiblyDeliveredError:
+            raise  # may have been delivered: at most once for triggers
         except DeliveryError as exc:
-            if trigger_on is None:
-                raise
-            # the API refused the whole batch: nothing was sent, so the triggers may be retried
+            unsent = not isinstance(exc, TransientDeliveryError) or not exc.maybe_delivered
+            if trigger_on is None or not unsent:
+                raise  # mirror rows go pending; a trigger that may have been delivered stays sent
+            # the API refused the whole batch, or no attempt reached it: nothing was sent, so
+            # the triggers may be retried (next run); the sync fails once that is recorded
             rejected.update({record_id: f"batch failed: {exc}" for record_id in flight.prepared.operations.id})
+            flight.failure = exc
             result = None
         if result is not None:
             rejected.update(result.rejected)
@@ -446,6 +455,8 @@ class _InFlight:
     number: int
     prepared: PreparedBatch
     future: Future[BatchResult] | None
+    #: the trigger batch failed whole, unsent: raised once its rejections are recorded
+    failure: DeliveryError | None = None
 
 
 def _send_encoded(destination: Destination, encoding: Future[Batch]) -> BatchResult:

@@ -538,15 +538,16 @@ class StateStore:
         rows = self.wh.fetchall(exp.select("op", exp.Count(this=exp.Star())).from_(query.subquery("d")).group_by("op"))
         return {str(op): int(n) for op, n in rows}
 
-    def count_unidentified(self, query: exp.Select, traits: Any) -> int:
-        """Rows to send that have no usable identifier (they would be skipped)."""
+    def count_unidentified(self, query: exp.Select, traits: Any) -> dict[str, int]:
+        """Rows to send that have no usable identifier (they would be skipped), per op."""
         empty = _all_empty(traits)
         count = (
-            exp.select(exp.Count(this=exp.Star())).from_(query.subquery("d"))
+            exp.select("op", exp.Count(this=exp.Star())).from_(query.subquery("d"))
             .where(exp.column("op").isin(_s("add"), _s("update"), _s("trigger")))
             .where(exp.and_(*empty))
+            .group_by("op")
         )
-        return int(self.scalar(count))
+        return {str(op): int(n) for op, n in self.wh.fetchall(count)}
 
     def count_unsendable(self, segment: str, sync: str, traits: Any) -> int:
         """Members the sync's destination does not hold for want of an identifier (the
