@@ -283,3 +283,26 @@ def test_duckdb_short_lock_timeout_fails_with_a_clear_message(
     assert code_1 == 0, err_1
     assert {d.json()["run_id"] for d in receiver.deliveries} == {report_1["run_id"]}
     assert receiver.audience == members(duck_project, "active_vip", T0)
+
+
+def test_a_live_run_keeps_its_lease_while_it_waits(pg_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease is renewed by a heartbeat of its own, not only between batches: a run whose
+    batch waits on a slow API (or whose evaluation takes long) for longer than the lease still
+    holds its lock, and another run cannot take the segment over (SPEC 4: runs never interleave)."""
+    from revseg.state import lock as lock_module
+
+    monkeypatch.setattr(lock_module, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(lock_module, "HEARTBEAT", timedelta(seconds=0.2))
+    runner = Runner(pg_project)
+    with runner.session(VIEWS_AT) as first, runner.session(VIEWS_AT) as second:
+        held = lock_module.SegmentLock(first.store, "r-first", datetime.utcnow)
+        held.acquire(["active_vip"], wait_seconds=0)
+        try:
+            time.sleep(2.5)  # the run waits on an API, renewing nothing itself
+            other = lock_module.SegmentLock(second.store, "r-second", datetime.utcnow)
+            with pytest.raises(LockError, match="locked by run r-first"):
+                other.acquire(["active_vip"], wait_seconds=0)
+        finally:
+            held.release()
+        other.acquire(["active_vip"], wait_seconds=0)  # released: free at once
+        other.release()

@@ -1,15 +1,20 @@
 """Per-segment locks in the state schema, held under a lease (SPEC 4).
 
 A run inserts one row per segment it works on; the table's primary key makes the insert
-fail when another run holds the segment. The lease is renewed while the run lives. A lock
-whose lease ran out, or whose owner process on this same host is gone (killed with
-SIGKILL), is taken over at once, so a crash never blocks the next run for long.
+fail when another run holds the segment. The lease is renewed while the run lives: by a
+heartbeat thread on a warehouse session of its own, so a batch that waits minutes on a slow
+API, or a long evaluation, never outlasts it (on an embedded DuckDB file, which one process
+holds at a time, between batches). A lock whose lease ran out, or whose owner process on
+this same host is gone (killed with SIGKILL), is taken over at once, so a crash never blocks
+the next run for long.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,8 +24,13 @@ from sqlglot import exp
 from revseg.compile.values import timestamp_literal
 from revseg.errors import LockError, WarehouseError
 from revseg.state.store import StateStore
+from revseg.warehouse.base import Warehouse
 
 LEASE = timedelta(seconds=60)
+#: the heartbeat renews the lease this often, well within it
+HEARTBEAT = LEASE / 6
+
+logger = logging.getLogger(__name__)
 
 
 def owner_id() -> str:
@@ -49,6 +59,7 @@ class SegmentLock:
         self.owner = owner_id()
         self.held: list[str] = []
         self._renewed = 0.0
+        self._heartbeat: _Heartbeat | None = None
 
     def acquire(self, segments: list[str], wait_seconds: float) -> None:
         """Take every segment's lock, or raise LockError after ``wait_seconds``."""
@@ -89,20 +100,62 @@ class SegmentLock:
             return (segments[0], "?", "another run")  # lost the race: someone inserted first
         self.held = list(segments)
         self._renewed = time.monotonic()
+        if not self.store.wh.single_process:
+            self._heartbeat = _Heartbeat.start(self)
         return None
 
     def renew(self, force: bool = False) -> None:
-        """Extend the lease (at most every few seconds, it is called per batch)."""
-        if not self.held or (not force and time.monotonic() - self._renewed < 5):
+        """Extend the lease (at most every few seconds, it is called per batch); a no-op while
+        the heartbeat does it."""
+        if not self.held or self._heartbeat is not None or (not force and time.monotonic() - self._renewed < 5):
             return
-        self.store.wh.execute(exp.update(
-            self.store.t("locks"), {"expires_at": timestamp_literal(self.clock() + LEASE)},
-            where=exp.EQ(this=exp.column("run_id"), expression=exp.Literal.string(self.run_id)),
-        ))
+        self.store.wh.execute(self._renewal())
         self._renewed = time.monotonic()
 
+    def _renewal(self) -> exp.Update:
+        return exp.update(
+            self.store.t("locks"), {"expires_at": timestamp_literal(self.clock() + LEASE)},
+            where=exp.EQ(this=exp.column("run_id"), expression=exp.Literal.string(self.run_id)),
+        )
+
     def release(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         if self.held:
             self.store.wh.execute(exp.delete(self.store.t("locks"), where=exp.EQ(
                 this=exp.column("run_id"), expression=exp.Literal.string(self.run_id))))
             self.held = []
+
+
+class _Heartbeat:
+    """Renews a lock's lease every HEARTBEAT on a session of its own (the run's session may
+    sit in a transaction, or wait on an API, for longer than the lease), until stopped."""
+
+    def __init__(self, lock: SegmentLock, session: Warehouse) -> None:
+        self._lock = lock
+        self._session = session
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="revseg-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, lock: SegmentLock) -> _Heartbeat | None:
+        """None where the adapter has no second session: the run renews between batches."""
+        try:
+            session = lock.store.wh.clone()
+        except NotImplementedError:
+            return None
+        return cls(lock, session)
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(HEARTBEAT.total_seconds()):
+            try:
+                self._session.execute(self._lock._renewal())  # noqa: SLF001 - the lock's own statement
+            except WarehouseError as exc:  # the next beat tries again; the lease has time left
+                logger.warning("could not renew the lock of run %s: %s", self._lock.run_id, exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._session.close()

@@ -70,6 +70,9 @@ class Warehouse(ABC):
 
     #: a cheap 64-bit hash of a key value of any type (see Catalog.key_hash); None: none
     key_hash: ClassVar[Callable[[exp.Expr], exp.Expr] | None] = None
+    #: one process at a time holds the database (an embedded file): no run in another
+    #: process can take a lock over while this one lives, so a lease needs no heartbeat
+    single_process: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
     type_name = "duckdb"
+    #: DuckDB lets one process open a file for writing (see connect's wait)
+    single_process = True
 
     @staticmethod
     def key_hash(value: exp.Expr) -> exp.Expr:  # type: ignore[override]
