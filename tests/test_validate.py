@@ -109,6 +109,16 @@ def test_secret_never_printed(project: Callable[..., Path]) -> None:
     assert "***" in result.stderr
 
 
+def test_secret_quoted_alone_is_redacted(project: Callable[..., Path]) -> None:
+    """A message that quotes only the env_var part of a rendered string (here the column
+    the SQL names) must not show it either."""
+    root = project({"segments/s.yml": "name: s\nwhere:\n  sql: \"{{ env_var('TOKEN') }} = 1\"\n"})
+    result = revseg("validate", "--project-dir", str(root), env={"TOKEN": "sk_live_very_secret"})
+    assert result.returncode == 2
+    assert "sk_live_very_secret" not in result.stderr + result.stdout
+    assert "segments/s.yml:3:8: unknown column '***'" in result.stderr
+
+
 def test_ten_mistakes_ten_errors(project: Callable[..., Path]) -> None:
     """All problems of a run are reported at once, each at its own place."""
     text = """name: ten
