@@ -72,6 +72,22 @@ def test_each_error_is_located(project: Callable[..., Path], case: str, text: st
     assert any(line.startswith(expected) for line in lines), f"{case}: wanted {expected!r}, got {lines}"
 
 
+def test_trigger_template_names_only_traits(project: Callable[..., Path]) -> None:
+    """A name that is not a trait (nor id) would fail to render for every member: an error
+    at validation, not a rejection per record at send time."""
+    root = project({
+        "segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\ntraits: {email: email}\n"
+                          "syncs:\n  - destination: f\n    mode: trigger\n    template: 'Hi {{ first_name }}'\n",
+        "destinations/f.yml": "name: f\ntype: file\noptions: {path: out.jsonl}\n"})
+    code, lines = _validate(root)
+    assert code == 2
+    assert lines == ["segments/s.yml:7:15: template uses 'first_name', which is not a trait of the segment "
+                     "(it can use: email, id)"]
+    (root / "segments/s.yml").write_text((root / "segments/s.yml").read_text().replace(
+        "Hi {{ first_name }}", "Hi {{ email | upper }} ({{ id }})"))
+    assert _validate(root)[0] == 0
+
+
 def test_cycle_names_the_cycle(project: Callable[..., Path]) -> None:
     root = project({"segments/a.yml": "name: a\nwhere: {segment: b}\n",
                     "segments/b.yml": "name: b\nwhere:\n  segment: a\n"})
