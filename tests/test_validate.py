@@ -88,6 +88,19 @@ def test_trigger_template_names_only_traits(project: Callable[..., Path]) -> Non
     assert _validate(root)[0] == 0
 
 
+def test_two_syncs_to_one_destination(project: Callable[..., Path]) -> None:
+    """A sync's state is keyed by segment and destination: a second sync to the same one
+    would share (and corrupt) the first's snapshot."""
+    root = project({
+        "segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\ntraits: {email: email}\n"
+                          "syncs:\n  - destination: f\n  - destination: f\n    mode: upsert\n",
+        "destinations/f.yml": "name: f\ntype: file\noptions: {path: out.jsonl}\n"})
+    code, lines = _validate(root)
+    assert code == 2
+    assert [line.split(" (")[0] for line in lines] == [
+        "segments/s.yml:6:5: segment 's' syncs to destination 'f' twice"]
+
+
 def test_cycle_names_the_cycle(project: Callable[..., Path]) -> None:
     root = project({"segments/a.yml": "name: a\nwhere: {segment: b}\n",
                     "segments/b.yml": "name: b\nwhere:\n  segment: a\n"})

@@ -93,6 +93,14 @@ def _segment(
         if tree is not None:
             traits.append(Trait(name, tree, doc.pos((*path, "traits", name))))
     syncs = [_sync(spec, doc, (*path, "syncs", i), problems) for i in range(len(spec.syncs))]
+    first: dict[str, Sync] = {}
+    for sync in syncs:  # a sync's state is keyed by segment.destination
+        if sync.destination in first:
+            problems.append(Problem(sync.position, f"segment '{spec.name}' syncs to destination '{sync.destination}' "
+                                    f"twice (first at {first[sync.destination].position}); state is kept per "
+                                    "segment and destination, so give the second its own destination file",
+                                    "duplicate"))
+        first.setdefault(sync.destination, sync)
     if entity is None:
         return None, problems
     definition = json.dumps(_data_at(doc, path), sort_keys=True, default=str)
