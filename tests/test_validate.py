@@ -59,6 +59,10 @@ CASES: list[tuple[str, str, str]] = [
      "found 'colum' (did you mean 'column'?)"),
     ("where-and-sql", "name: s\nwhere: {column: country, op: '=', value: US}\nsql: select 1\n",
      "segments/s.yml:1:1: segment 's' needs exactly one of where: or sql:"),
+    ("sql-segment-unknown-column", "name: s\nsql: select customer_id, nosuch from customers\n",
+     "segments/s.yml:2:6: segment 's' sql: Binder Error: Referenced column \"nosuch\" not found"),
+    ("sql-segment-unknown-table", "name: s\nsql: select customer_id from nosuch\n",
+     "segments/s.yml:2:6: segment 's' sql: Catalog Error: Table with name nosuch does not exist"),
     ("sum-of-text", "name: s\nwhere:\n  aggregate: sum\n  model: orders\n  column: status\n  op: '>'\n  value: 1\n",
      "segments/s.yml:5:11: 'sum' needs a numeric column; 'status' is text"),
 ]
@@ -116,6 +120,19 @@ def test_unknown_key_in_revseg_yml(project: Callable[..., Path]) -> None:
     code, lines = _validate(root)
     assert code == 2
     assert lines[0].startswith("revseg.yml:24:1: unknown key 'modles' in revseg.yml (did you mean 'models'?)")
+
+
+def test_sql_model_that_does_not_run_is_located(project: Callable[..., Path]) -> None:
+    """The warehouse's error in a sql: model is a validation error at the sql: value (exit 2),
+    as a missing table: is, not a failed query (exit 3)."""
+    config: dict[str, Any] = copy.deepcopy(PROJECT)
+    config["models"]["orders"] = {"sql": "select * from nosuch", "entity_key": "customer_id"}
+    root = project({"segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\n"}, config=config)
+    code, lines = _validate(root)
+    assert code == 2
+    assert lines == ["revseg.yml:19:10: model 'orders' sql: Catalog Error: Table with name nosuch does not exist!"]
+    sync = revseg("sync", "--project-dir", str(root))
+    assert sync.returncode == 2 and "revseg.yml:19:10: model 'orders' sql:" in sync.stderr
 
 
 def test_missing_env_var_names_the_variable(project: Callable[..., Path]) -> None:

@@ -200,7 +200,7 @@ def _model(name: str, raw: ModelSpec, doc: YamlDoc, path: tuple[str, ...], diale
             return None
     if raw.name is not None and (raw.timestamp is None or raw.entity_key is None):
         problems.append(Problem(doc.pos(path), f"event model '{name}' (it has name:) also needs entity_key: and timestamp:", "model"))
-    keys = ("primary_key", "entity_key", "timestamp", "name", "updated_at", "loaded_at")
+    keys = ("table", "sql", "primary_key", "entity_key", "timestamp", "name", "updated_at", "loaded_at")
     return Model(
         name=name,
         table=table,

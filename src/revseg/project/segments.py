@@ -117,6 +117,7 @@ def _segment(
         full_refresh_every=spec.full_refresh_every or full_refresh_every,
         position=doc.pos((*path, "name")),
         definition=definition,
+        sql_position=doc.pos((*path, "sql")) if spec.sql is not None else None,
     )
     return segment, problems
 
