@@ -135,6 +135,15 @@ def test_sql_model_that_does_not_run_is_located(project: Callable[..., Path]) ->
     assert sync.returncode == 2 and "revseg.yml:19:10: model 'orders' sql:" in sync.stderr
 
 
+@pytest.mark.parametrize("name", ["segments/s.yml", "destinations/d.yml"])
+@pytest.mark.parametrize("text", ["", "# to do\n"])
+def test_empty_file_is_an_error(project: Callable[..., Path], name: str, text: str) -> None:
+    root = project({"segments/ok.yml": "name: ok\nwhere: {column: country, op: '=', value: US}\n", name: text})
+    code, lines = _validate(root)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith(f"{name}:1:1: the file is empty: it should hold ")
+
+
 def test_missing_env_var_names_the_variable(project: Callable[..., Path]) -> None:
     config: dict[str, Any] = copy.deepcopy(PROJECT)
     config["targets"]["dev"]["path"] = "{{ env_var('REVSEG_TEST_NOT_SET') }}"

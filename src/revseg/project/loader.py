@@ -223,13 +223,22 @@ def _yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
 
 
+def _load_file(path: Path, directory: Path, holds: str) -> tuple[YamlDoc, list[Problem]]:
+    """A file of segments/ or destinations/; one that is empty (or only comments) is an
+    error, not silently nothing: it is most likely a definition that was never saved."""
+    doc, problems = load_yaml(path, directory)
+    if not problems and doc.data is None:
+        problems = [Problem(doc.pos(()), f"the file is empty: it should hold {holds}", "empty")]
+    return doc, problems
+
+
 def _load_segments(directory: Path, renderer: Renderer, dialect: str, models: dict[str, Model],
                    entity: str | None, spec: ProjectSpec, problems: list[Problem]) -> dict[str, Segment]:
     segments: dict[str, Segment] = {}
     for path in _yaml_files(directory / "segments"):
-        doc, found = load_yaml(path, directory)
+        doc, found = _load_file(path, directory, "a segment (a mapping) or a list of them")
         problems.extend(found)
-        if found or doc.data is None:
+        if found:
             continue
         problems.extend(render_tree(doc, renderer, skip=is_trigger_template))
         loaded, found = load_segments(doc, dialect=dialect, models=models, default_entity=entity,
@@ -249,9 +258,9 @@ def _load_destinations(directory: Path, renderer: Renderer, problems: list[Probl
 
     destinations: dict[str, DestinationConfig] = {}
     for path in _yaml_files(directory / "destinations"):
-        doc, found = load_yaml(path, directory)
+        doc, found = _load_file(path, directory, "one destination (a mapping)")
         problems.extend(found)
-        if found or doc.data is None:
+        if found:
             continue
         problems.extend(render_tree(doc, renderer))
         spec, found = validate_spec(DestinationSpec, doc, (), "destination")
