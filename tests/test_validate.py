@@ -144,6 +144,18 @@ def test_empty_file_is_an_error(project: Callable[..., Path], name: str, text: s
     assert len(lines) == 1 and lines[0].startswith(f"{name}:1:1: the file is empty: it should hold ")
 
 
+def test_vars_using_var_says_so(project: Callable[..., Path]) -> None:
+    """vars: are rendered first, with env_var() only: the error says that, rather than that
+    a var which is right there under vars: is not defined."""
+    config: dict[str, Any] = copy.deepcopy(PROJECT)
+    config["vars"] = {"high_value": 500, "very_high": "{{ var('high_value') }}"}
+    root = project(config=config)
+    code, lines = _validate(root)
+    assert code == 2
+    assert lines == ["revseg.yml:24:14: vars: may use env_var() but not var() (here var('high_value')): "
+                     "write the value itself"]
+
+
 def test_missing_env_var_names_the_variable(project: Callable[..., Path]) -> None:
     config: dict[str, Any] = copy.deepcopy(PROJECT)
     config["targets"]["dev"]["path"] = "{{ env_var('REVSEG_TEST_NOT_SET') }}"

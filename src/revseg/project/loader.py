@@ -15,7 +15,7 @@ import sqlglot
 from pydantic import ValidationError
 
 from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_mean
-from revseg.project.render import Renderer, render_tree
+from revseg.project.render import Renderer, VarsRenderer, render_tree
 from revseg.project.segments import check_references, is_trigger_template, load_segments
 from revseg.project.specs import DestinationSpec, ModelSpec, ProjectSpec, parse_rate
 from revseg.project.sqltext import parse_query
@@ -122,7 +122,7 @@ def _renderer(doc: YamlDoc, secrets: Secrets, environ: Mapping[str, str] | None,
     raw_vars = doc.data.get("vars") or {}
     if not isinstance(raw_vars, dict):
         return Renderer({}, secrets, environ)
-    bootstrap = Renderer({}, secrets, environ if environ is not None else os.environ)
+    bootstrap = VarsRenderer(secrets, environ if environ is not None else os.environ)
     vars_doc = YamlDoc(doc.rel_path, raw_vars, {k[1:]: v for k, v in doc.values.items() if k[:1] == ("vars",)})
     problems.extend(render_tree(vars_doc, bootstrap))
     doc.data["vars"] = vars_doc.data

@@ -116,6 +116,17 @@ class Renderer:
             raise TemplateFailure(f"template failed to render: {exc}") from None
 
 
+class VarsRenderer(Renderer):
+    """Renders ``vars:`` themselves, before anything else: env_var() only."""
+
+    def __init__(self, secrets: Secrets, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__({}, secrets, environ)
+
+    def _var(self, name: str, default: Any = _MISSING) -> Any:
+        raise TemplateFailure(f"vars: may use env_var() but not var() (here var('{name}')): "
+                              "write the value itself")
+
+
 #: ``{{ ... }}`` and, inside it, a call of var() or env_var() with a name and an optional
 #: default, each a quoted string without quotes or backslashes in it
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
