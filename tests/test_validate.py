@@ -63,6 +63,8 @@ CASES: list[tuple[str, str, str]] = [
      "segments/s.yml:2:6: segment 's' sql: Binder Error: Referenced column \"nosuch\" not found"),
     ("sql-segment-unknown-table", "name: s\nsql: select customer_id from nosuch\n",
      "segments/s.yml:2:6: segment 's' sql: Catalog Error: Table with name nosuch does not exist"),
+    ("cron-out-of-range", "name: s\nrefresh: '0 25 * * *'\nwhere: {column: country, op: '=', value: US}\n",
+     "segments/s.yml:2:10: refresh: bad refresh '0 25 * * *': hour field '25' is out of range 0-23"),
     ("sum-of-text", "name: s\nwhere:\n  aggregate: sum\n  model: orders\n  column: status\n  op: '>'\n  value: 1\n",
      "segments/s.yml:5:11: 'sum' needs a numeric column; 'status' is text"),
 ]
