@@ -42,6 +42,13 @@ def test_writes_the_starter_into_a_new_directory(tmp_path: Path) -> None:
     assert "name: shop\n" in (root / "revseg.yml").read_text()
 
 
+def test_help_describes_what_is_written(tmp_path: Path) -> None:
+    result = revseg("init", "--help")
+    assert result.returncode == 0
+    segments = sum(1 for name in STARTER if name.startswith("segments/"))
+    assert segments == 2 and "two segments" in result.stdout and "never overwrites" in result.stdout
+
+
 def test_the_starter_validates(tmp_path: Path) -> None:
     scaffold_project(tmp_path)
     result = revseg("validate", "--project-dir", str(tmp_path))

@@ -59,6 +59,12 @@ CASES: list[tuple[str, str, str]] = [
      "found 'colum' (did you mean 'column'?)"),
     ("where-and-sql", "name: s\nwhere: {column: country, op: '=', value: US}\nsql: select 1\n",
      "segments/s.yml:1:1: segment 's' needs exactly one of where: or sql:"),
+    ("sql-segment-unknown-column", "name: s\nsql: select customer_id, nosuch from customers\n",
+     "segments/s.yml:2:6: segment 's' sql: Binder Error: Referenced column \"nosuch\" not found"),
+    ("sql-segment-unknown-table", "name: s\nsql: select customer_id from nosuch\n",
+     "segments/s.yml:2:6: segment 's' sql: Catalog Error: Table with name nosuch does not exist"),
+    ("cron-out-of-range", "name: s\nrefresh: '0 25 * * *'\nwhere: {column: country, op: '=', value: US}\n",
+     "segments/s.yml:2:10: refresh: bad refresh '0 25 * * *': hour field '25' is out of range 0-23"),
     ("sum-of-text", "name: s\nwhere:\n  aggregate: sum\n  model: orders\n  column: status\n  op: '>'\n  value: 1\n",
      "segments/s.yml:5:11: 'sum' needs a numeric column; 'status' is text"),
 ]
@@ -70,6 +76,35 @@ def test_each_error_is_located(project: Callable[..., Path], case: str, text: st
     code, lines = _validate(root)
     assert code == 2, lines
     assert any(line.startswith(expected) for line in lines), f"{case}: wanted {expected!r}, got {lines}"
+
+
+def test_trigger_template_names_only_traits(project: Callable[..., Path]) -> None:
+    """A name that is not a trait (nor id) would fail to render for every member: an error
+    at validation, not a rejection per record at send time."""
+    root = project({
+        "segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\ntraits: {email: email}\n"
+                          "syncs:\n  - destination: f\n    mode: trigger\n    template: 'Hi {{ first_name }}'\n",
+        "destinations/f.yml": "name: f\ntype: file\noptions: {path: out.jsonl}\n"})
+    code, lines = _validate(root)
+    assert code == 2
+    assert lines == ["segments/s.yml:7:15: template uses 'first_name', which is not a trait of the segment "
+                     "(it can use: email, id)"]
+    (root / "segments/s.yml").write_text((root / "segments/s.yml").read_text().replace(
+        "Hi {{ first_name }}", "Hi {{ email | upper }} ({{ id }})"))
+    assert _validate(root)[0] == 0
+
+
+def test_two_syncs_to_one_destination(project: Callable[..., Path]) -> None:
+    """A sync's state is keyed by segment and destination: a second sync to the same one
+    would share (and corrupt) the first's snapshot."""
+    root = project({
+        "segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\ntraits: {email: email}\n"
+                          "syncs:\n  - destination: f\n  - destination: f\n    mode: upsert\n",
+        "destinations/f.yml": "name: f\ntype: file\noptions: {path: out.jsonl}\n"})
+    code, lines = _validate(root)
+    assert code == 2
+    assert [line.split(" (")[0] for line in lines] == [
+        "segments/s.yml:6:5: segment 's' syncs to destination 'f' twice"]
 
 
 def test_cycle_names_the_cycle(project: Callable[..., Path]) -> None:
@@ -87,6 +122,40 @@ def test_unknown_key_in_revseg_yml(project: Callable[..., Path]) -> None:
     code, lines = _validate(root)
     assert code == 2
     assert lines[0].startswith("revseg.yml:24:1: unknown key 'modles' in revseg.yml (did you mean 'models'?)")
+
+
+def test_sql_model_that_does_not_run_is_located(project: Callable[..., Path]) -> None:
+    """The warehouse's error in a sql: model is a validation error at the sql: value (exit 2),
+    as a missing table: is, not a failed query (exit 3)."""
+    config: dict[str, Any] = copy.deepcopy(PROJECT)
+    config["models"]["orders"] = {"sql": "select * from nosuch", "entity_key": "customer_id"}
+    root = project({"segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\n"}, config=config)
+    code, lines = _validate(root)
+    assert code == 2
+    assert lines == ["revseg.yml:19:10: model 'orders' sql: Catalog Error: Table with name nosuch does not exist!"]
+    sync = revseg("sync", "--project-dir", str(root))
+    assert sync.returncode == 2 and "revseg.yml:19:10: model 'orders' sql:" in sync.stderr
+
+
+@pytest.mark.parametrize("name", ["segments/s.yml", "destinations/d.yml"])
+@pytest.mark.parametrize("text", ["", "# to do\n"])
+def test_empty_file_is_an_error(project: Callable[..., Path], name: str, text: str) -> None:
+    root = project({"segments/ok.yml": "name: ok\nwhere: {column: country, op: '=', value: US}\n", name: text})
+    code, lines = _validate(root)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith(f"{name}:1:1: the file is empty: it should hold ")
+
+
+def test_vars_using_var_says_so(project: Callable[..., Path]) -> None:
+    """vars: are rendered first, with env_var() only: the error says that, rather than that
+    a var which is right there under vars: is not defined."""
+    config: dict[str, Any] = copy.deepcopy(PROJECT)
+    config["vars"] = {"high_value": 500, "very_high": "{{ var('high_value') }}"}
+    root = project(config=config)
+    code, lines = _validate(root)
+    assert code == 2
+    assert lines == ["revseg.yml:24:14: vars: may use env_var() but not var() (here var('high_value')): "
+                     "write the value itself"]
 
 
 def test_missing_env_var_names_the_variable(project: Callable[..., Path]) -> None:
@@ -107,6 +176,16 @@ def test_secret_never_printed(project: Callable[..., Path]) -> None:
     assert result.returncode == 2
     assert "sk_live_very_secret" not in result.stderr + result.stdout
     assert "***" in result.stderr
+
+
+def test_secret_quoted_alone_is_redacted(project: Callable[..., Path]) -> None:
+    """A message that quotes only the env_var part of a rendered string (here the column
+    the SQL names) must not show it either."""
+    root = project({"segments/s.yml": "name: s\nwhere:\n  sql: \"{{ env_var('TOKEN') }} = 1\"\n"})
+    result = revseg("validate", "--project-dir", str(root), env={"TOKEN": "sk_live_very_secret"})
+    assert result.returncode == 2
+    assert "sk_live_very_secret" not in result.stderr + result.stdout
+    assert "segments/s.yml:3:8: unknown column '***'" in result.stderr
 
 
 def test_ten_mistakes_ten_errors(project: Callable[..., Path]) -> None:

@@ -118,7 +118,8 @@ def main() -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
-    """Scaffold a new project in DIRECTORY: revseg.yml, a segment, a destination, sample data."""
+    """Scaffold a new project in DIRECTORY: revseg.yml, two segments, a file destination and a
+    seeded DuckDB warehouse; never overwrites a file."""
     from revseg.errors import UsageError
     from revseg.project.scaffold import scaffold_project
 

@@ -15,7 +15,7 @@ import sqlglot
 from pydantic import ValidationError
 
 from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_mean
-from revseg.project.render import Renderer, render_tree
+from revseg.project.render import Renderer, VarsRenderer, render_tree
 from revseg.project.segments import check_references, is_trigger_template, load_segments
 from revseg.project.specs import DestinationSpec, ModelSpec, ProjectSpec, parse_rate
 from revseg.project.sqltext import parse_query
@@ -122,7 +122,7 @@ def _renderer(doc: YamlDoc, secrets: Secrets, environ: Mapping[str, str] | None,
     raw_vars = doc.data.get("vars") or {}
     if not isinstance(raw_vars, dict):
         return Renderer({}, secrets, environ)
-    bootstrap = Renderer({}, secrets, environ if environ is not None else os.environ)
+    bootstrap = VarsRenderer(secrets, environ if environ is not None else os.environ)
     vars_doc = YamlDoc(doc.rel_path, raw_vars, {k[1:]: v for k, v in doc.values.items() if k[:1] == ("vars",)})
     problems.extend(render_tree(vars_doc, bootstrap))
     doc.data["vars"] = vars_doc.data
@@ -200,7 +200,7 @@ def _model(name: str, raw: ModelSpec, doc: YamlDoc, path: tuple[str, ...], diale
             return None
     if raw.name is not None and (raw.timestamp is None or raw.entity_key is None):
         problems.append(Problem(doc.pos(path), f"event model '{name}' (it has name:) also needs entity_key: and timestamp:", "model"))
-    keys = ("primary_key", "entity_key", "timestamp", "name", "updated_at", "loaded_at")
+    keys = ("table", "sql", "primary_key", "entity_key", "timestamp", "name", "updated_at", "loaded_at")
     return Model(
         name=name,
         table=table,
@@ -223,13 +223,22 @@ def _yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
 
 
+def _load_file(path: Path, directory: Path, holds: str) -> tuple[YamlDoc, list[Problem]]:
+    """A file of segments/ or destinations/; one that is empty (or only comments) is an
+    error, not silently nothing: it is most likely a definition that was never saved."""
+    doc, problems = load_yaml(path, directory)
+    if not problems and doc.data is None:
+        problems = [Problem(doc.pos(()), f"the file is empty: it should hold {holds}", "empty")]
+    return doc, problems
+
+
 def _load_segments(directory: Path, renderer: Renderer, dialect: str, models: dict[str, Model],
                    entity: str | None, spec: ProjectSpec, problems: list[Problem]) -> dict[str, Segment]:
     segments: dict[str, Segment] = {}
     for path in _yaml_files(directory / "segments"):
-        doc, found = load_yaml(path, directory)
+        doc, found = _load_file(path, directory, "a segment (a mapping) or a list of them")
         problems.extend(found)
-        if found or doc.data is None:
+        if found:
             continue
         problems.extend(render_tree(doc, renderer, skip=is_trigger_template))
         loaded, found = load_segments(doc, dialect=dialect, models=models, default_entity=entity,
@@ -249,9 +258,9 @@ def _load_destinations(directory: Path, renderer: Renderer, problems: list[Probl
 
     destinations: dict[str, DestinationConfig] = {}
     for path in _yaml_files(directory / "destinations"):
-        doc, found = load_yaml(path, directory)
+        doc, found = _load_file(path, directory, "one destination (a mapping)")
         problems.extend(found)
-        if found or doc.data is None:
+        if found:
             continue
         problems.extend(render_tree(doc, renderer))
         spec, found = validate_spec(DestinationSpec, doc, (), "destination")

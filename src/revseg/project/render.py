@@ -35,7 +35,7 @@ class Renderer:
         self.secrets = secrets
         self.environ = os.environ if environ is None else environ
         self._env: Any = None  # jinja2's sandbox, imported on the first template it is needed for
-        self._used_env = False
+        self._env_values: list[str] = []  # what env_var() returned during the current render
 
     def _var(self, name: str, default: Any = _MISSING) -> Any:
         if name in self.variables:
@@ -45,11 +45,10 @@ class Renderer:
         raise TemplateFailure(f"var '{name}' is not defined: add it under vars: in revseg.yml")
 
     def _env_var(self, name: str, default: Any = _MISSING) -> Any:
-        self._used_env = True
-        if name in self.environ:
-            return self.environ[name]
-        if default is not _MISSING:
-            return default
+        if name in self.environ or default is not _MISSING:
+            value = self.environ[name] if name in self.environ else default
+            self._env_values.append(str(value))
+            return value
         raise TemplateFailure(
             f"environment variable '{name}' is not set and env_var() was given no default: "
             f"export {name}, or write env_var('{name}', 'default')"
@@ -59,12 +58,16 @@ class Renderer:
         """Render one string; raise TemplateFailure with a user-facing message."""
         if "{" not in text:
             return text
-        self._used_env = False
+        self._env_values = []
         result = self._render_calls(text)
         if result is None:
+            self._env_values = []
             result = self._render_jinja(text)
-        if self._used_env:
-            self.secrets.add(result)
+        # each value itself, not only the string it lands in: a check may quote just that
+        # part (``sql: "{{ env_var('X') }} = 1"`` -> unknown column '<the value>')
+        if self._env_values:
+            for value in (*self._env_values, result):
+                self.secrets.add(value)
         return result
 
     def _render_calls(self, text: str) -> str | None:
@@ -111,6 +114,17 @@ class Renderer:
             ) from None
         except Exception as exc:  # noqa: BLE001 - any template failure is a user error
             raise TemplateFailure(f"template failed to render: {exc}") from None
+
+
+class VarsRenderer(Renderer):
+    """Renders ``vars:`` themselves, before anything else: env_var() only."""
+
+    def __init__(self, secrets: Secrets, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__({}, secrets, environ)
+
+    def _var(self, name: str, default: Any = _MISSING) -> Any:
+        raise TemplateFailure(f"vars: may use env_var() but not var() (here var('{name}')): "
+                              "write the value itself")
 
 
 #: ``{{ ... }}`` and, inside it, a call of var() or env_var() with a name and an optional

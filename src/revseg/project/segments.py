@@ -93,6 +93,14 @@ def _segment(
         if tree is not None:
             traits.append(Trait(name, tree, doc.pos((*path, "traits", name))))
     syncs = [_sync(spec, doc, (*path, "syncs", i), problems) for i in range(len(spec.syncs))]
+    first: dict[str, Sync] = {}
+    for sync in syncs:  # a sync's state is keyed by segment.destination
+        if sync.destination in first:
+            problems.append(Problem(sync.position, f"segment '{spec.name}' syncs to destination '{sync.destination}' "
+                                    f"twice (first at {first[sync.destination].position}); state is kept per "
+                                    "segment and destination, so give the second its own destination file",
+                                    "duplicate"))
+        first.setdefault(sync.destination, sync)
     if entity is None:
         return None, problems
     definition = json.dumps(_data_at(doc, path), sort_keys=True, default=str)
@@ -109,6 +117,7 @@ def _segment(
         full_refresh_every=spec.full_refresh_every or full_refresh_every,
         position=doc.pos((*path, "name")),
         definition=definition,
+        sql_position=doc.pos((*path, "sql")) if spec.sql is not None else None,
     )
     return segment, problems
 
@@ -133,9 +142,9 @@ def _sync(spec: SegmentSpec, doc: YamlDoc, path: PathKey, problems: list[Problem
         if raw.template is None:
             problems.append(Problem(doc.pos(path), "a trigger sync needs a template:", "missing-key"))
         else:
-            error = template_syntax_error(raw.template)
+            error = template_error(raw.template, trait_names)
             if error is not None:
-                problems.append(Problem(doc.pos((*path, "template")), f"template syntax error: {error}", "template"))
+                problems.append(Problem(doc.pos((*path, "template")), error, "template"))
     elif raw.template is not None or raw.cooldown is not None or raw.quiet_hours is not None:
         key = next(k for k in ("template", "cooldown", "quiet_hours") if getattr(raw, k) is not None)
         problems.append(Problem(doc.pos((*path, key), key=True), f"'{key}' applies only to mode: trigger", "sync"))
@@ -229,14 +238,22 @@ def dependency_order(segments: dict[str, Segment]) -> list[str]:
     return order
 
 
-def template_syntax_error(text: str) -> str | None:
-    """What is wrong with a trigger message's template, if anything (Jinja is imported only
-    for projects that have one)."""
+def template_error(text: str, traits: set[str]) -> str | None:
+    """What is wrong with a trigger message's template, if anything: a syntax error, or a
+    name that is neither a trait nor ``id`` (it would fail to render for every member).
+    Jinja is imported only for projects that have a template."""
     import jinja2
+    import jinja2.meta
     import jinja2.sandbox
 
+    env = jinja2.sandbox.SandboxedEnvironment()
     try:
-        jinja2.sandbox.SandboxedEnvironment().parse(text)
+        tree = env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        return str(exc.message)
+        return f"template syntax error: {exc.message}"
+    known = {*traits, "id"}
+    unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - known - set(env.globals))
+    if unknown:
+        return (f"template uses '{unknown[0]}', which is not a trait of the segment"
+                f"{did_you_mean(unknown[0], known)} (it can use: {', '.join(sorted(known))})")
     return None

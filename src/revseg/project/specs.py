@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from revseg.cron import Cron
 from revseg.durations import parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -27,7 +28,13 @@ def check_refresh(value: object) -> str:
     """``continuous`` | ``manual`` | a duration | a five-field cron expression."""
     if not isinstance(value, str):
         raise ValueError("refresh must be a string: continuous, manual, a duration or a cron")
-    if value in ("continuous", "manual") or _CRON.match(value):
+    if value in ("continuous", "manual"):
+        return value
+    if _CRON.match(value):
+        try:
+            Cron(value)
+        except ValueError as exc:
+            raise ValueError(f"bad refresh {value!r}: {exc}") from None
         return value
     try:
         parse_duration(value)

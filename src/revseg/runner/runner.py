@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from revseg.compile.catalog import Catalog
-from revseg.compile.membership import ID, check_segment, membership_query
+from revseg.compile.membership import ID, membership_query
 from revseg.errors import Position, Problem, ProjectError, UsageError, did_you_mean
 from revseg.project.loader import load_project
-from revseg.runner.catalog import read_catalog
+from revseg.runner.catalog import check_segments, read_catalog
 from revseg.runner.reports import RunReport
 from revseg.spec.project import Project
 from revseg.warehouse.base import Warehouse
@@ -110,9 +110,7 @@ class Runner:
         """Validate the whole project against the warehouse's columns; return the catalog."""
         catalog, problems = read_catalog(self.project, warehouse)
         if not problems:
-            moment = normalize_as_of(as_of)
-            for segment in self.project.segments.values():
-                problems.extend(check_segment(self.project, catalog, segment, moment))
+            problems = check_segments(self.project, catalog, warehouse, normalize_as_of(as_of))
         if problems:
             raise ProjectError(self._redacted(problems))
         return catalog
@@ -141,9 +139,7 @@ class Runner:
             try:
                 with warehouse_for(project.target, project.directory) as warehouse:
                     catalog, found = read_catalog(project, warehouse)
-                    problems += found
-                    for segment in project.segments.values():
-                        problems += check_segment(project, catalog, segment, utc_now())
+                    problems += found + check_segments(project, catalog, warehouse, utc_now())
             except WarehouseError:
                 pass
             problems = [Problem(p.position, project.secrets.redact(p.message), p.code) for p in problems]

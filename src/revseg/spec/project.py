@@ -104,6 +104,8 @@ class Segment:
     position: Position
     #: the segment's definition as loaded; its hash forces a full run when it changes
     definition: str = ""
+    #: where its ``sql:`` stands, for errors the warehouse finds in it
+    sql_position: Position | None = None
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]  # day of week: 0 and 7 are Sunday
+_NAMES = ["minute", "hour", "day of month", "month", "day of week"]
 
 
-def _field(text: str, low: int, high: int) -> set[int]:
+def _field(text: str, low: int, high: int, name: str) -> set[int]:
     values: set[int] = set()
     for part in text.split(","):
         body, _, step_text = part.partition("/")
@@ -22,8 +23,12 @@ def _field(text: str, low: int, high: int) -> set[int]:
             start, end = (int(x) for x in body.split("-", 1))
         else:
             start = end = int(body)
+        if step < 1:
+            raise ValueError(f"{name} field {text!r} has a step below 1")
+        if not low <= start <= end <= high:
+            raise ValueError(f"{name} field {text!r} is out of range {low}-{high}")
         values.update(range(start, end + 1, step))
-    return {7 % 7 if v == 7 and high == 6 else v for v in values}
+    return {0 if v == 7 and high == 7 else v for v in values}  # 7 is Sunday too
 
 
 class Cron:
@@ -32,7 +37,7 @@ class Cron:
         if len(fields) != 5:
             raise ValueError(f"cron expression {expression!r} needs five fields")
         self.minutes, self.hours, self.days, self.months, self.weekdays = (
-            _field(text, *bounds) for text, bounds in zip(fields, _BOUNDS, strict=True)
+            _field(text, *bounds, name) for text, bounds, name in zip(fields, _BOUNDS, _NAMES, strict=True)
         )
         self._any_day = fields[2] == "*"
         self._any_weekday = fields[4] == "*"
