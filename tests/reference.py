@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -111,7 +111,9 @@ def coerce(value: Value, column_type: str, as_of: datetime) -> Value:
             return lowered == "true"
         raise InvalidCondition(f"{value!r} is not a boolean")
     if column_type == "timestamp":
-        return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        # rows and as_of are naive UTC (SPEC 2.2 "Time"); a value with an offset is that instant
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
     raise InvalidCondition(f"unknown column type {column_type!r}")
 
 

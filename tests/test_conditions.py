@@ -113,3 +113,27 @@ def test_as_of_with_zone_is_utc(runner: Runner) -> None:
 
     in_paris = AS_OF.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=1)))
     assert {m.id for m in runner.preview("event_within_exclusive", as_of=in_paris).members} == {"1"}
+
+
+DUPLICATE_KEYS_SQL = """
+CREATE TABLE customers (customer_id INTEGER, email VARCHAR, country VARCHAR, updated_at TIMESTAMP);
+INSERT INTO customers (customer_id, email, country) VALUES (1, 'a@x', 'US'), (1, 'b@x', 'US'), (2, 'c@x', 'DE'), (2, 'c@x', 'US'), (3, NULL, NULL);
+CREATE TABLE events (customer_id INTEGER, event_name VARCHAR, ts TIMESTAMP);
+INSERT INTO events VALUES (2, 'view', '2026-11-28 11:30:00');
+CREATE TABLE orders (customer_id INTEGER, ordered_at TIMESTAMP);
+"""
+
+
+def test_a_key_with_several_rows_is_one_member(project: Any) -> None:
+    """A segment is a set of entities: a primary key with several rows (or a `sql:` segment
+    returning a key twice) is one member, and a NULL key none."""
+    root = project({"segments/s.yml": [
+        {"name": "us", "where": {"column": "country", "op": "=", "value": "US"}, "traits": {"email": "email"}},
+        {"name": "viewers", "where": {"event": "view", "within": "1h"}},
+        {"name": "joined", "sql": "select customer_id from customers union all select null"},
+    ]}, data=DUPLICATE_KEYS_SQL)
+    runner = Runner(root)
+    for name, ids in (("us", ["1", "2"]), ("viewers", ["2"]), ("joined", ["1", "2", "3"])):
+        result = runner.preview(name, as_of=AS_OF)
+        assert ([m.id for m in result.members], result.total) == (ids, len(ids)), name
+    assert {s.name: s.members for s in runner.sync(as_of=AS_OF).segments} == {"us": 2, "viewers": 1, "joined": 3}

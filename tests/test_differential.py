@@ -15,6 +15,7 @@ depends on the machine's time zone).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -400,6 +401,59 @@ def test_duckdb_pinned(duckdb_engine: Engine, data: int, name: str, tmp_path: Pa
 def test_postgres_pinned(postgres_engine: Engine, data: int, name: str, tmp_path: Path) -> None:
     check_pinned_case(postgres_engine, data, name, tmp_path)
 
+
+
+# Aggregates over a boolean column: min and max order false before true, NULLs aside (the
+# generated models have no boolean column, so this world is written out).
+BOOLEAN_WORLD = World(
+    models=gen.MODELS,
+    tables={
+        "customers": Table(types={"customer_id": "int"}, rows=[{"customer_id": k} for k in (1, 2, 3, 4)]),
+        "events": Table(types={"customer_id": "int", "event_name": "text", "ts": "timestamp"}, rows=[]),
+        "orders": Table(
+            types={"customer_id": "int", "ordered_at": "timestamp", "refund": "bool"},
+            rows=[
+                {"customer_id": 1, "ordered_at": gen.BASE_AS_OF, "refund": True},
+                {"customer_id": 1, "ordered_at": gen.BASE_AS_OF, "refund": False},
+                {"customer_id": 2, "ordered_at": gen.BASE_AS_OF, "refund": None},
+                {"customer_id": 2, "ordered_at": gen.BASE_AS_OF, "refund": True},
+                {"customer_id": 3, "ordered_at": gen.BASE_AS_OF, "refund": None},
+            ],
+        ),
+    },
+)
+BOOLEAN_TREES = {
+    f"{fn}_{value}": {"aggregate": fn, "model": "orders", "column": "refund", "op": "=", "value": value}
+    for fn in ("min", "max")
+    for value in (True, False)
+}
+
+
+@pytest.mark.parametrize("engine", [pytest.param("duckdb", marks=pytest.mark.duckdb),
+                                    pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_min_max_of_a_boolean_column(engine: str, tmp_path: Path) -> None:
+    from revseg.runner import Runner
+
+    case = gen.Case(tree=BOOLEAN_TREES["min_True"], as_of=gen.BASE_AS_OF, helpers=BOOLEAN_TREES)
+    with contextlib.ExitStack() as stack:
+        if engine == "duckdb":
+            load_duckdb(BOOLEAN_WORLD, Variant(), tmp_path / "booleans.duckdb")
+            target: dict[str, Any] = {"type": "duckdb", "path": str(tmp_path / "booleans.duckdb")}
+        else:
+            connection = stack.enter_context(psycopg.connect(POSTGRES_CONNINFO))
+            schema = f"revseg_bool_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            stack.callback(connection.commit)
+            stack.callback(connection.execute, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            load_postgres(BOOLEAN_WORLD, Variant(), connection, schema)
+            target = {**POSTGRES_TARGET, "database": POSTGRES_DATABASE, "schema": schema}
+        project = tmp_path / "project"
+        project.mkdir()
+        write_project(project, target, case)
+        runner = Runner(project)
+        got = {name: {m.id for m in runner.preview(name, as_of=case.as_of).members} for name in BOOLEAN_TREES}
+    expected = {name: evaluate(tree, BOOLEAN_WORLD, case.as_of) for name, tree in BOOLEAN_TREES.items()}
+    assert got == expected == {"min_True": {"2"}, "min_False": {"1"}, "max_True": {"1", "2"}, "max_False": set()}
 
 # -- the harness itself ---------------------------------------------------------------------
 

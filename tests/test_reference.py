@@ -182,6 +182,9 @@ def test_ago_values() -> None:
     assert members(col("signup_at", "<", {"ago": "1d"})) == {"1"}
     assert members(col("signup_at", "between", [{"ago": "2d"}, {"ago": "1440m"}])) == {"1", "3"}
     assert members(col("signup_at", "=", "2024-03-09T12:00:00")) == {"3"}
+    # a value with an offset or Z is that instant, compared with naive-UTC rows
+    assert members(col("signup_at", "=", "2024-03-09T17:30:00+05:30")) == {"3"}
+    assert members(col("signup_at", "<", "2024-03-09T12:00:00Z")) == {"1"}
 
 
 # -- events -------------------------------------------------------------------------------

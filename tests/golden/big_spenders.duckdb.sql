@@ -48,7 +48,7 @@ WITH agg2 AS (
   GROUP BY
     a9."customer_id"
 )
-SELECT
+SELECT DISTINCT ON (e."customer_id")
   CAST(e."customer_id" AS TEXT) AS "id"
 FROM customers AS e
 LEFT JOIN agg2

@@ -21,7 +21,7 @@ WITH agg3 AS (
   GROUP BY
     ev1."customer_id"
 )
-SELECT
+SELECT DISTINCT ON (e."customer_id")
   CAST(e."customer_id" AS TEXT) AS "id"
 FROM customers AS e
 LEFT JOIN agg3

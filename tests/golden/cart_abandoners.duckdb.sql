@@ -48,7 +48,7 @@ WITH agg4 AS (
   GROUP BY
     a11."customer_id"
 )
-SELECT
+SELECT DISTINCT ON (e."customer_id")
   CAST(e."customer_id" AS TEXT) AS "id",
   e."email" AS "email"
 FROM customers AS e

@@ -1,4 +1,4 @@
-SELECT
+SELECT DISTINCT ON (e."customer_id")
   CAST(e."customer_id" AS TEXT) AS "id",
   e."email" AS "email",
   e."lifetime_value" AS "ltv",

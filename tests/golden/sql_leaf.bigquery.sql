@@ -1,7 +1,14 @@
 SELECT
-  CAST(e.`customer_id` AS STRING) AS `id`
-FROM customers AS e
+  `id`
+FROM (
+  SELECT
+    CAST(e.`customer_id` AS STRING) AS `id`,
+    ROW_NUMBER() OVER (PARTITION BY e.`customer_id` ORDER BY e.`customer_id`) AS _row_number
+  FROM customers AS e
+  WHERE
+    COALESCE((
+      LOWER(e.`country`) = 'us' OR e.`lifetime_value` * 2 > 1000
+    ), FALSE)
+) AS _t
 WHERE
-  COALESCE((
-    LOWER(e.`country`) = 'us' OR e.`lifetime_value` * 2 > 1000
-  ), FALSE)
+  _row_number = 1

@@ -1,4 +1,4 @@
-SELECT
+SELECT DISTINCT ON (e."customer_id")
   CAST(e."customer_id" AS TEXT) AS "id"
 FROM customers AS e
 WHERE

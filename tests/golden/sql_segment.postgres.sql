@@ -1,4 +1,4 @@
-SELECT
+SELECT DISTINCT ON (s."customer_id")
   CAST(s."customer_id" AS TEXT) AS "id",
   s."email" AS "email"
 FROM (
@@ -9,3 +9,5 @@ FROM (
   WHERE
     lifetime_value > 100
 ) AS s
+WHERE
+  NOT s."customer_id" IS NULL

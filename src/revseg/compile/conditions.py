@@ -285,8 +285,9 @@ class ConditionCompiler:
         alias = self.scope.fresh("a")
         where = self._time_filters(model, alias, cond, cond.position) + self.filters(cond.where, model, alias)
         kind = Kind.NUMBER
+        value: exp.Expr
         if cond.column is None:
-            value: exp.Expr = exp.Count(this=exp.Star())
+            value = exp.Count(this=exp.Star())
         else:
             info = self.scope.resolve(model.name, cond.column, cond.column_position)
             if info is None:
@@ -298,7 +299,11 @@ class ConditionCompiler:
                 return _FALSE.copy()
             if cond.fn in ("min", "max") and info.kind is Kind.TEXT:
                 column = self.binary_order(column)
-            value = _AGGREGATES[cond.fn](column)
+            if cond.fn in ("min", "max") and info.kind is Kind.BOOL:
+                # false < true, so min is BOOL_AND and max BOOL_OR: PostgreSQL has no MIN(boolean)
+                value = (exp.LogicalAnd if cond.fn == "min" else exp.LogicalOr)(this=column)
+            else:
+                value = _AGGREGATES[cond.fn](column)
             if cond.fn in ("min", "max"):
                 kind = info.kind
         return self._grouped(model, alias, value, where, cond.comparison, kind, cond.fn,

@@ -61,7 +61,7 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     selects = _id_and_traits(compiler, segment, key.name)
     # where is None only for a segment whose condition failed to parse (already reported)
     condition = compiler.compile(segment.where) if segment.where is not None else exp.false()
-    query = exp.select(*selects).from_(model_source(entity, ENTITY))
+    query = one_per_key(exp.select(*selects).from_(model_source(entity, ENTITY)), col(ENTITY, key.name))
     for name, key_column in scope.joins:
         on = exp.EQ(this=exp.column(key_column, table=name), expression=col(ENTITY, key.name))
         query = query.join(exp.to_table(name), on=on, join_type="left")
@@ -80,7 +80,18 @@ def traits_query(project: Project, catalog: Catalog, segment_name: str) -> exp.S
     key = catalog.column(entity.name, entity.primary_key or "")
     assert key is not None
     selects = _id_and_traits(compiler, segment, key.name)
-    return exp.select(*selects).from_(model_source(entity, ENTITY))
+    return one_per_key(exp.select(*selects).from_(model_source(entity, ENTITY)), col(ENTITY, key.name))
+
+
+def one_per_key(query: exp.Select, key: exp.Expr) -> exp.Select:
+    """One row per entity key (``DISTINCT ON``): a segment is a set of entities.
+
+    A primary key with several rows (a data error dbt's ``unique`` test would catch) is a
+    member when any of its rows qualifies, once, with the traits of one of those rows.
+    Without an ORDER BY, DuckDB keeps the first row it sees at the cost of a hash lookup;
+    sqlglot writes a ROW_NUMBER() filter for engines without ``DISTINCT ON``.
+    """
+    return query.distinct(key.copy())
 
 
 def _id_and_traits(compiler: ConditionCompiler, segment: Segment, key: str) -> list[exp.Expr]:
@@ -100,10 +111,8 @@ def _sql_segment(segment: Segment, entity: Model, compiler: ConditionCompiler) -
     assert segment.query is not None
     key = sql_segment_key(segment, entity)
     source = exp.Subquery(this=segment.query.copy(), alias=exp.TableAlias(this=exp.to_identifier("s")))
-    selects: list[exp.Expr] = [
-        exp.alias_(exp.cast(exp.column(exp.to_identifier(key, quoted=True), table="s"), exp.DataType.build("TEXT")),
-                   ID, quoted=True)
-    ]
+    key_column = exp.column(exp.to_identifier(key, quoted=True), table="s")
+    selects: list[exp.Expr] = [exp.alias_(exp.cast(key_column.copy(), exp.DataType.build("TEXT")), ID, quoted=True)]
     if segment.traits:
         for trait in segment.traits:
             tree = trait.tree.copy()
@@ -114,4 +123,6 @@ def _sql_segment(segment: Segment, entity: Model, compiler: ConditionCompiler) -
         for name in segment.query.named_selects:
             if name != key:
                 selects.append(exp.alias_(exp.column(exp.to_identifier(name, quoted=True), table="s"), name, quoted=True))
-    return exp.select(*selects).from_(source)
+    # a NULL key is no entity; a query may return a key more than once (a join, a union)
+    query = exp.select(*selects).from_(source).where(exp.not_(exp.Is(this=key_column.copy(), expression=exp.Null())))
+    return one_per_key(query, key_column)
