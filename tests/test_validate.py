@@ -67,6 +67,13 @@ CASES: list[tuple[str, str, str]] = [
      "segments/s.yml:2:10: refresh: bad refresh '0 25 * * *': hour field '25' is out of range 0-23"),
     ("sum-of-text", "name: s\nwhere:\n  aggregate: sum\n  model: orders\n  column: status\n  op: '>'\n  value: 1\n",
      "segments/s.yml:5:11: 'sum' needs a numeric column; 'status' is text"),
+    ("sql-not-a-condition", "name: s\nwhere:\n  all:\n    - column: country\n      op: is_not_null\n"
+     "    - sql: lifetime_value + 1\n",
+     "segments/s.yml:6:12: segment 's' sql: the expression is a double, not true or false: make it a comparison"),
+    ("sql-types-do-not-fit", "name: s\nwhere:\n  sql: \"country > 1\"\n",
+     "segments/s.yml:3:8: segment 's' sql: Binder Error: Cannot compare values of type VARCHAR"),
+    ("trait-types-do-not-fit", "name: s\nwhere: {column: country, op: '=', value: US}\ntraits:\n  x: \"country - 1\"\n",
+     "segments/s.yml:4:6: segment 's' trait 'x': Binder Error:"),
 ]
 
 

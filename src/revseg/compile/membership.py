@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlglot import exp
 
 from revseg.compile.catalog import Catalog
 from revseg.compile.conditions import ENTITY, ConditionCompiler, Scope, col, model_source
-from revseg.errors import Problem, ProjectError
+from revseg.errors import Position, Problem, ProjectError
+from revseg.spec.conditions import SqlPredicate, walk
 from revseg.spec.project import Model, Project, Segment
 
 ID = "id"
@@ -69,6 +71,35 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     for name, cte in scope.ctes:
         query = query.with_(name, as_=cte)
     return query, scope.problems
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """A user SQL fragment of a segment, as a query the warehouse can bind without running
+    (LIMIT 0): the compiler checks the columns it names, only the engine its types."""
+
+    what: str  # "sql" or "trait 'name'"
+    position: Position
+    query: exp.Select
+    boolean: bool  # a condition: its one column must be a boolean
+
+
+def fragments(project: Project, catalog: Catalog, segment: Segment) -> list[Fragment]:
+    """The ``sql:`` leaves of a ``where:`` segment and its traits that are expressions (not a
+    bare column), each alone over the entity model: ``SELECT <fragment> AS value FROM entity``."""
+    if segment.where is None:
+        return []
+    entity = project.models[segment.entity]
+    compiler = ConditionCompiler(Scope(project, catalog, datetime.min), entity)
+    found = [("sql", leaf.position, leaf.tree, True) for leaf in walk(segment.where) if isinstance(leaf, SqlPredicate)]
+    found += [(f"trait '{t.name}'", t.position, t.tree, False) for t in segment.traits if not isinstance(t.tree, exp.Column)]
+    out = []
+    for what, position, tree, boolean in found:
+        qualified = compiler.qualify(tree, position)
+        if qualified is not None:  # else an unknown column, reported by check_segment
+            query = exp.select(exp.alias_(qualified, "value")).from_(model_source(entity, ENTITY))
+            out.append(Fragment(what, position, query, boolean))
+    return out
 
 
 def traits_query(project: Project, catalog: Catalog, segment_name: str) -> exp.Select:

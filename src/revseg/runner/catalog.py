@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from revseg.compile.catalog import Catalog, ColumnInfo, classify
-from revseg.compile.membership import check_segment, membership_query
+from revseg.compile.catalog import Catalog, ColumnInfo, Kind, classify
+from revseg.compile.membership import Fragment, check_segment, fragments, membership_query
 from revseg.errors import Problem, WarehouseError
 from revseg.spec.project import Project
 from revseg.warehouse.base import TableRef, Warehouse
@@ -49,21 +49,39 @@ def read_catalog(project: Project, warehouse: Warehouse) -> tuple[Catalog, list[
 
 
 def check_segments(project: Project, catalog: Catalog, warehouse: Warehouse, as_of: datetime) -> list[Problem]:
-    """Every column and value problem of every segment. A ``sql:`` segment is opaque to the
-    compiler, so its membership query runs with LIMIT 0: a table or column it names that does
-    not exist is a located validation error (exit 2), not a query failing mid-sync."""
+    """Every column and value problem of every segment. What the compiler cannot see into is
+    bound by the warehouse with LIMIT 0 (nothing runs): a ``sql:`` segment's query, whose
+    tables and columns may not exist, and each ``sql:`` leaf and trait expression, whose types
+    may not fit (``lifetime_value + 1`` is no condition; ``email > 1`` compares text with a
+    number). Each is a located validation error (exit 2), not a query failing mid-sync."""
     problems: list[Problem] = []
     for segment in project.segments.values():
         found = check_segment(project, catalog, segment, as_of)
         problems.extend(found)
-        if segment.query is None or found:
+        if found:
             continue
-        try:
-            warehouse.query_columns(membership_query(project, catalog, segment.name, as_of))
-        except WarehouseError as exc:
-            problems.append(Problem(segment.sql_position or segment.position,
-                                    f"segment '{segment.name}' sql: {_reason(exc)}", "sql"))
+        if segment.query is not None:
+            try:
+                warehouse.query_columns(membership_query(project, catalog, segment.name, as_of))
+            except WarehouseError as exc:
+                problems.append(Problem(segment.sql_position or segment.position,
+                                        f"segment '{segment.name}' sql: {_reason(exc)}", "sql"))
+        for fragment in fragments(project, catalog, segment):
+            problems.extend(_check_fragment(warehouse, segment.name, fragment))
     return problems
+
+
+def _check_fragment(warehouse: Warehouse, segment: str, fragment: Fragment) -> list[Problem]:
+    try:
+        columns = warehouse.query_columns(fragment.query)
+    except WarehouseError as exc:
+        return [Problem(fragment.position, f"segment '{segment}' {fragment.what}: {_reason(exc)}", "sql")]
+    kind = classify(columns[0].type) if columns else Kind.BOOL
+    if fragment.boolean and kind is not Kind.BOOL:
+        return [Problem(fragment.position, f"segment '{segment}' {fragment.what}: the expression is a "
+                        f"{columns[0].type.lower()}, not true or false: make it a comparison "
+                        "(e.g. `lifetime_value + 1 > 100`)", "sql")]
+    return []
 
 
 def _reason(exc: WarehouseError) -> str:
