@@ -131,6 +131,17 @@ def test_unknown_key_in_revseg_yml(project: Callable[..., Path]) -> None:
     assert lines[0].startswith("revseg.yml:24:1: unknown key 'modles' in revseg.yml (did you mean 'models'?)")
 
 
+def test_a_wrong_project_entity_is_reported_once(project: Callable[..., Path]) -> None:
+    """The segments that rely on revseg.yml's entity do not each add 'no entity' to it."""
+    config: dict[str, Any] = copy.deepcopy(PROJECT)
+    config["entity"] = "customer"
+    root = project({"segments/s.yml": "name: s\nwhere: {column: country, op: '=', value: US}\n"}, config=config)
+    code, lines = _validate(root)
+    assert code == 2
+    assert [line for line in lines if ": " in line and "problem" not in line] == [
+        next(line for line in lines if "entity 'customer' is not a model with a primary_key" in line)]
+
+
 def test_sql_model_that_does_not_run_is_located(project: Callable[..., Path]) -> None:
     """The warehouse's error in a sql: model is a validation error at the sql: value (exit 2),
     as a missing table: is, not a failed query (exit 3)."""

@@ -242,7 +242,8 @@ def _load_segments(directory: Path, renderer: Renderer, dialect: str, models: di
             continue
         problems.extend(render_tree(doc, renderer, skip=is_trigger_template))
         loaded, found = load_segments(doc, dialect=dialect, models=models, default_entity=entity,
-                                      refresh=spec.refresh, full_refresh_every=spec.full_refresh_every)
+                                      refresh=spec.refresh, full_refresh_every=spec.full_refresh_every,
+                                      entity_reported=spec.entity is not None and entity is None)
         problems.extend(found)
         for segment in loaded:
             if segment.name in segments:

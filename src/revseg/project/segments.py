@@ -32,8 +32,11 @@ def load_segments(
     default_entity: str | None,
     refresh: str,
     full_refresh_every: timedelta,
+    entity_reported: bool = False,
 ) -> tuple[list[Segment], list[Problem]]:
-    """A segment file holds one segment (a mapping) or several (a list)."""
+    """A segment file holds one segment (a mapping) or several (a list). ``entity_reported``:
+    revseg.yml names an entity that is not one, already reported (segments relying on it say
+    nothing more)."""
     if isinstance(doc.data, list):
         paths: list[PathKey] = [(i,) for i in range(len(doc.data))]
     elif isinstance(doc.data, dict):
@@ -43,7 +46,8 @@ def load_segments(
     segments: list[Segment] = []
     problems: list[Problem] = []
     for path in paths:
-        segment, found = _segment(doc, path, dialect, models, default_entity, refresh, full_refresh_every)
+        segment, found = _segment(doc, path, dialect, models, default_entity, refresh, full_refresh_every,
+                                  entity_reported)
         problems.extend(found)
         if segment is not None:
             segments.append(segment)
@@ -58,6 +62,7 @@ def _segment(
     default_entity: str | None,
     refresh: str,
     full_refresh_every: timedelta,
+    entity_reported: bool,
 ) -> tuple[Segment | None, list[Problem]]:
     spec, problems = validate_spec(SegmentSpec, doc, path, "segment")
     if spec is None:
@@ -65,7 +70,8 @@ def _segment(
     entity = spec.entity or default_entity
     entity_path = (*path, "entity") if spec.entity else path
     if entity is None:
-        problems.append(Problem(doc.pos(path), "no entity: set entity: here or in revseg.yml", "entity"))
+        if not entity_reported:
+            problems.append(Problem(doc.pos(path), "no entity: set entity: here or in revseg.yml", "entity"))
     elif entity not in models or models[entity].primary_key is None:
         hint = did_you_mean(entity, [m for m in models if models[m].primary_key])
         problems.append(Problem(doc.pos(entity_path), f"entity '{entity}' is not a model with a primary_key{hint}", "entity"))
