@@ -263,3 +263,28 @@ def test_unreachable_warehouse_exits_3(project: Callable[..., Path]) -> None:
     result = revseg("validate", "--project-dir", str(root))
     assert result.returncode == 3, result.stderr
     assert "cannot connect to PostgreSQL" in result.stderr
+
+
+def test_libyaml_reads_every_file_as_the_python_parser_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Project files are parsed by libyaml where PyYAML has it: the data, the position of
+    every value and key and the scalar styles must be the Python parser's (demo project and
+    the scaffold, which use every YAML form revseg documents)."""
+    from revseg.project import yamlfile
+    from revseg.project.scaffold import _files
+
+    root = Path(__file__).resolve().parent.parent
+    texts = [p.read_text() for p in sorted([root / "revseg.yml", *root.glob("segments/*.yml"), *root.glob("destinations/*.yml")])]
+    texts += [text for name, text in _files("shop").items() if name.endswith(".yml")]
+    texts += ["a: yes\nb: NO\nc: true\nd: '1'\ne: 1.5e3\nf: null\ng: ~\nh: 2026-01-01\n", "- {a: [1, 'x', \"é\"]}\n- |\n  block\n"]
+
+    def read(text: str, tmp: Path) -> yamlfile.YamlDoc:
+        path = tmp / "f.yml"
+        path.write_text(text)
+        return yamlfile.load_yaml(path, tmp)[0]
+
+    tmp = tmp_path
+    fast = [read(text, tmp) for text in texts]
+    monkeypatch.setattr(yamlfile, "_FastLoader", yamlfile._Loader)
+    for text, doc in zip(texts, fast, strict=True):
+        assert doc == read(text, tmp), text
+    assert len(texts) > 10
