@@ -130,6 +130,15 @@ def test_removes_take_members_off_the_list(emu: IterableEmulator) -> None:
     assert set(result.rejected) == {"9"} and "no email" in result.rejected["9"]
 
 
+def test_a_base_url_ending_in_api_reaches_the_same_endpoints(emu: IterableEmulator) -> None:
+    # the paths here start with /api; a root written as .../api must not give /api/api/...
+    with destination(emu, [], base_url=f"{emu.url}/api/") as dest:
+        assert dest.send(batch(add("1", "ann@example.com"), add("2", "bob@example.com"))).rejected == {}
+        assert dest.send(batch(remove("2", "bob@example.com"), number=2)).rejected == {}
+    assert emu.members() == {"ann@example.com"}
+    assert {e.request.path for e in emu.requests()} == {"/api/lists/subscribe", "/api/lists/unsubscribe"}
+
+
 def test_batch_too_large_is_halved_until_it_fits(emu: IterableEmulator) -> None:
     emu.batch_limit = 3
     with destination(emu, []) as dest:

@@ -96,6 +96,12 @@ class IterableOptions(EmailListOptions):
             raise ValueError("list_id must be the static list's numeric id")
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _host_root(cls, value: str | None) -> str | None:
+        """The doc's host is ``https://api.iterable.com``; the paths here start with /api."""
+        return value.removesuffix("/api") if value else value
+
 
 def data_fields(traits: Mapping[str, Any]) -> dict[str, Any]:
     """The segment's traits as profile fields (identity keys left out)."""
