@@ -146,10 +146,12 @@ def test_removing_a_user_iterable_does_not_know_is_not_a_rejection(emu: Iterable
 def test_a_base_url_ending_in_api_reaches_the_same_endpoints(emu: IterableEmulator) -> None:
     # the paths here start with /api; a root written as .../api must not give /api/api/...
     with destination(emu, [], base_url=f"{emu.url}/api/") as dest:
-        assert dest.send(batch(add("1", "ann@example.com"), add("2", "bob@example.com"))).rejected == {}
+        adds = batch(add("1", "ann@example.com"), add("2", "bob@example.com"))
+        assert dest.send(adds).rejected == {}
         assert dest.send(batch(remove("2", "bob@example.com"), number=2)).rejected == {}
     assert emu.members() == {"ann@example.com"}
-    assert {e.request.path for e in emu.requests()} == {"/api/lists/subscribe", "/api/lists/unsubscribe"}
+    paths = {e.request.path for e in emu.requests()}
+    assert paths == {"/api/lists/subscribe", "/api/lists/unsubscribe"}
 
 
 def test_batch_too_large_is_halved_until_it_fits(emu: IterableEmulator) -> None:
