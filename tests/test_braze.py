@@ -183,12 +183,17 @@ def test_identifiers_choose_the_user(emu: BrazeEmulator) -> None:
     with destination(emu, [], identify_by="phone") as dest:
         result = dest.send(
             batch(
-                op("add", "7", phone="(415) 555-2671 ext", email="p@x.io"),
+                op("add", "7", phone="0044 20-7946.0958", email="p@x.io"),
                 op("add", "8", phone="12"),
+                # braze.md: phone is E.164; a national number is not made one by guessing
+                # (it was sent as +4155552671, another country's number)
+                op("add", "9", phone="(415) 555-2671"),
             )
         )
-    assert sent(emu)[-1][0] == {"phone": "+4155552671", "first_name": "X", "vips": True}
+    assert sent(emu)[-1] == [{"phone": "+442079460958", "first_name": "X", "vips": True}]
+    assert set(result.rejected) == {"8", "9"}
     assert "E.164" in result.rejected["8"] and "12" not in result.rejected["8"].replace("E.164", "")
+    assert "E.164" in result.rejected["9"] and "555" not in result.rejected["9"]
 
 
 def test_batches_are_split_at_75_objects(emu: BrazeEmulator) -> None:

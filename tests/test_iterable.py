@@ -130,6 +130,30 @@ def test_removes_take_members_off_the_list(emu: IterableEmulator) -> None:
     assert set(result.rejected) == {"9"} and "no email" in result.rejected["9"]
 
 
+def test_removing_a_user_iterable_does_not_know_is_not_a_rejection(emu: IterableEmulator) -> None:
+    # iterable.md: unsubscribe fills failedUpdates.notFoundEmails (failCount > 0) for an
+    # unknown user; unsubscribing a non-member is harmless, and the list does not hold it
+    with destination(emu, []) as dest:
+        dest.send(batch(add("1", "ann@example.com")))
+        result = dest.send(
+            batch(remove("1", "ann@example.com"), remove("2", "ghost@example.com"), number=2)
+        )
+    [sent] = [e.json() for e in emu.requests("POST") if e.request.path.endswith("/unsubscribe")]
+    assert sent["subscribers"] == [{"email": "ann@example.com"}, {"email": "ghost@example.com"}]
+    assert result.rejected == {} and emu.members() == set()
+
+
+def test_a_base_url_ending_in_api_reaches_the_same_endpoints(emu: IterableEmulator) -> None:
+    # the paths here start with /api; a root written as .../api must not give /api/api/...
+    with destination(emu, [], base_url=f"{emu.url}/api/") as dest:
+        adds = batch(add("1", "ann@example.com"), add("2", "bob@example.com"))
+        assert dest.send(adds).rejected == {}
+        assert dest.send(batch(remove("2", "bob@example.com"), number=2)).rejected == {}
+    assert emu.members() == {"ann@example.com"}
+    paths = {e.request.path for e in emu.requests()}
+    assert paths == {"/api/lists/subscribe", "/api/lists/unsubscribe"}
+
+
 def test_batch_too_large_is_halved_until_it_fits(emu: IterableEmulator) -> None:
     emu.batch_limit = 3
     with destination(emu, []) as dest:

@@ -119,6 +119,19 @@ def test_exact_request_shapes(emu: SendgridEmulator) -> None:
     assert emu.contact("ann@example.com")["first_name"] == "Annie"
 
 
+def test_a_base_url_with_its_version_path_reaches_the_same_endpoints(
+    emu: SendgridEmulator,
+) -> None:
+    # SPEC 3: base_url is the API root "version path included"; SendGrid's paths start
+    # with /v3, so .../v3 must not become /v3/v3/marketing/...
+    with destination(emu, [], base_url=f"{emu.url}/v3/") as dest:
+        assert dest.send(batch(add("1", "ann@example.com"))).rejected == {}
+        assert emu.members() == {"ann@example.com"}
+        assert dest.send(batch(remove("1", "ann@example.com"), number=2)).rejected == {}
+    assert emu.members() == set()
+    assert {e.request.path.split("/")[1] for e in emu.requests()} == {"v3"}
+
+
 def test_bodies_are_split_under_the_size_limit(
     emu: SendgridEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

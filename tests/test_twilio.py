@@ -109,6 +109,19 @@ def test_exact_request_shape_and_basic_auth(emu: TwilioEmulator) -> None:
     assert emu.messages()[-1]["from"] == "+15005550006" and sleeps == []
 
 
+def test_a_base_url_given_as_the_bare_host_gets_the_api_version(emu: TwilioEmulator) -> None:
+    # the doc's URL is https://api.twilio.com/2010-04-01/Accounts/...: the host alone is
+    # also "the API's root as the vendor documents it" (SPEC 3)
+    root = emu.url.removesuffix("/2010-04-01")
+    assert TwilioOptions.model_validate(
+        {"account_sid": emu.account_sid, "auth_token": "t", "from": "+15005550006",
+         "base_url": f"{root}/"}).base_url == emu.url
+    with destination(emu, [], base_url=root) as dest:
+        assert dest.send(batch(trigger("1", "+14155550101", "Hi Ann"))).rejected == {}
+    [sent] = emu.requests("POST")
+    assert sent.request.path == f"/2010-04-01/Accounts/{emu.account_sid}/Messages.json"
+
+
 def test_unusable_records_are_rejected_without_a_request(emu: TwilioEmulator) -> None:
     with destination(emu, []) as dest:
         result = dest.send(batch(

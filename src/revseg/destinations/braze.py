@@ -69,7 +69,7 @@ from revseg.destinations.braze_wire import (
 from revseg.destinations.email_lists import EmailListOptions, json_body
 from revseg.destinations.encoding import dumps
 from revseg.destinations.http import EXTRA_SLEEP, Outcome, Verdict
-from revseg.destinations.identifiers import normalize_phone
+from revseg.destinations.identifiers import normalize_e164
 from revseg.errors import DeliveryError
 
 log = logging.getLogger("revseg.destinations.braze")
@@ -168,8 +168,10 @@ class BrazeDestination(HttpDestination):
         if kind == "external_id":
             return raw or op.id, ""
         if kind == "phone" and raw:
-            phone = normalize_phone(raw, plus=True)
-            return (phone, "") if phone else (None, "the phone number cannot be made E.164")
+            phone = normalize_e164(raw)
+            if phone is None:
+                return None, "the phone number is not E.164 ('+', country code, number)"
+            return phone, ""
         if raw:
             return raw, ""
         if op.op == "remove":
@@ -200,7 +202,7 @@ class BrazeDestination(HttpDestination):
             for kind in ("email", "phone"):
                 raw = (op.identifiers.get(kind) or "").strip()
                 if kind not in drop and raw:
-                    obj[kind] = (normalize_phone(raw, plus=True) or raw) if kind == "phone" else raw
+                    obj[kind] = (normalize_e164(raw) or raw) if kind == "phone" else raw
             obj.update(membership)
         return obj
 

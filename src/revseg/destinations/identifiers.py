@@ -116,6 +116,26 @@ def normalize_phone(raw: str, *, plus: bool = False) -> str | None:
     return f"+{digits}" if plus else digits
 
 
+def normalize_e164(raw: str) -> str | None:
+    """The full E.164 form (``+14155552671``) of a number written with its country code
+    (``+`` or the ``00`` international prefix); formatting characters are dropped. A
+    national number gives None: guessing its country could name a stranger.
+
+    >>> normalize_e164(" +1 (415) 555-2671 ")
+    '+14155552671'
+    >>> normalize_e164("0044 20 7946 0958")
+    '+442079460958'
+    >>> normalize_e164("(415) 555-2671") is None
+    True
+    """
+    text = re.sub(r"[\s().\-/]", "", raw)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not re.fullmatch(r"\+[1-9][0-9]*", text) or len(text) - 1 not in PHONE_DIGITS:
+        return None
+    return text
+
+
 def normalize_name(raw: str) -> str | None:
     """First or last name: lowercase letters only (``O'Neil`` -> ``oneil``).
 

@@ -50,6 +50,7 @@ from revseg.destinations.ratelimit import TokenBucket
 log = logging.getLogger("revseg.destinations.iterable")
 
 DEFAULT_BASE_URL = "https://api.iterable.com"
+UNSUBSCRIBE = "/api/lists/unsubscribe"
 #: no cap is published for subscribe/unsubscribe; Iterable's own bulk guidance is 1,000 users.
 MAX_USERS = 1_000
 MAX_BODY = 4_000_000  # bulkUpdate: "Max body 4 MB"; applied to every call, to be safe
@@ -95,6 +96,12 @@ class IterableOptions(EmailListOptions):
         if isinstance(value, bool) or (isinstance(value, int) and value <= 0):
             raise ValueError("list_id must be the static list's numeric id")
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _host_root(cls, value: str | None) -> str | None:
+        """The doc's host is ``https://api.iterable.com``; the paths here start with /api."""
+        return value.removesuffix("/api") if value else value
 
 
 def data_fields(traits: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,7 +155,7 @@ class IterableDestination(HttpDestination):
         )
         rejected.update(
             self._post(
-                "/api/lists/unsubscribe",
+                UNSUBSCRIBE,
                 {"listId": list_id, "channelUnsubscribe": False},
                 "subscribers",
                 removes,
@@ -229,9 +236,12 @@ class IterableDestination(HttpDestination):
         for field, reason in FAILURES.items():
             for email in lists.get(field) or []:
                 member = by_key.get(str(email).strip().lower())
-                if member is not None and member.key not in placed:
-                    placed.add(member.key)
-                    rejected.update(reject(member, f"{reason} (failedUpdates.{field})"))
+                if member is None or member.key in placed:
+                    continue
+                placed.add(member.key)
+                if path == UNSUBSCRIBE and field == "notFoundEmails":
+                    continue  # no such user, so not on the list: the removal holds
+                rejected.update(reject(member, f"{reason} (failedUpdates.{field})"))
         if len(placed) < fail_count:
             log.warning(
                 "%s %s: failCount %d, but only %d failure(s) name an address of the "

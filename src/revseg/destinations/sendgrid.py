@@ -101,6 +101,13 @@ class SendgridOptions(EmailListOptions):
             raise ValueError("list_id must be the list's UUID (see GET /v3/marketing/lists)")
         return value.strip()
 
+    @field_validator("base_url")
+    @classmethod
+    def _host_root(cls, value: str | None) -> str | None:
+        """The doc's host is ``https://api.sendgrid.com`` and the paths start with ``/v3``;
+        a root given with its version path (SPEC 3: "version path included") is the same API."""
+        return value.removesuffix("/v3") if value else value
+
 
 def contact(recipient: Recipient, mapping: Mapping[str, str] | None) -> dict[str, Any]:
     """One entry of ``contacts``; a NULL trait clears a reserved field (``""``)."""

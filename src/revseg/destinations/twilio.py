@@ -51,7 +51,8 @@ from revseg.errors import DeliveryError
 
 log = logging.getLogger("revseg.destinations.twilio")
 
-DEFAULT_BASE_URL = "https://api.twilio.com/2010-04-01"
+API_VERSION = "/2010-04-01"
+DEFAULT_BASE_URL = f"https://api.twilio.com{API_VERSION}"
 MAX_BODY = 1_600  # characters; longer bodies get error 21617
 #: Messages per second when the destination sets no ``rate_limit``. Twilio queues messages
 #: sent faster than a sender's throughput (1 MPS per US long code, more for toll-free,
@@ -132,6 +133,13 @@ class TwilioOptions(DestinationOptions):
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an absolute http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("base_url")
+    @classmethod
+    def _versioned(cls, value: str) -> str:
+        """The doc's URLs are ``https://api.twilio.com/2010-04-01/Accounts/...``: a root given
+        as the bare host gets the API version the paths here are relative to."""
+        return value if value.endswith(API_VERSION) else f"{value}{API_VERSION}"
 
     @field_validator("auth_token")
     @classmethod

@@ -236,8 +236,11 @@ class IterableEmulator(Emulator):
                 if kind is not None:
                     failed[kind].append(email)
                     continue
-                success += 1
                 key = email.lower()
+                if unsubscribe and key not in self.users:
+                    failed["notFoundEmails"].append(email)  # iterable.md: notFound* by unsubscribe
+                    continue
+                success += 1
                 if unsubscribe:
                     if list_id is not None:
                         self.lists[list_id].discard(key)
