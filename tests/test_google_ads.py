@@ -56,7 +56,7 @@ BOB = Operation(
 )
 ANN_KEYS = frozenset({f"email={h('ann@example.com')}", f"phone={h('+12125550101')}"})
 BOB_KEYS = frozenset(
-    {f"email={h('bobsmith@gmail.com')}", f"address={h('bob')}|{h('smith')}|US|94105"}
+    {f"email={h('bob.smith@gmail.com')}", f"address={h('bob')}|{h('smith')}|US|94105"}
 )
 
 
@@ -168,7 +168,7 @@ def test_data_manager_ingest_request_is_exact(emu: GoogleAdsEmulator) -> None:
             {
                 "userData": {
                     "userIdentifiers": [
-                        {"emailAddress": h("bobsmith@gmail.com")},
+                        {"emailAddress": h("bob.smith@gmail.com")},
                         {
                             "address": {
                                 "givenName": h("bob"),
@@ -238,7 +238,7 @@ def test_data_manager_splits_at_10000_members(emu: GoogleAdsEmulator) -> None:
 
 
 def test_data_manager_rejects_members_and_resends_the_rest(emu: GoogleAdsEmulator) -> None:
-    emu.reject_identifier(h("bobsmith@gmail.com"))
+    emu.reject_identifier(h("bob.smith@gmail.com"))
     unusable = Operation("add", "c3", {}, {"email": "not-an-email", "phone": "555-0100"})
     result = send(make(emu), ANN, unusable, BOB, *adds(2))
     assert set(result.rejected) == {"c2", "c3"}
@@ -292,7 +292,7 @@ def test_jobs_requests_are_exact(emu: GoogleAdsEmulator) -> None:
     flags = {"enablePartialFailure": True, "enableWarnings": False, "validateOnly": False}
     ann_ids = [{"hashedEmail": h("ann@example.com")}, {"hashedPhoneNumber": h("+12125550101")}]
     bob_ids = [
-        {"hashedEmail": h("bobsmith@gmail.com")},
+        {"hashedEmail": h("bob.smith@gmail.com")},
         {
             "addressInfo": {
                 "hashedFirstName": h("bob"),

@@ -13,8 +13,6 @@ import hashlib
 import pytest
 
 from revseg.destinations.google_ads_identifiers import (
-    DATA_MANAGER_RULES,
-    GOOGLE_ADS_RULES,
     HASHED_KINDS,
     KINDS,
     Address,
@@ -37,7 +35,7 @@ def test_google_quickstart_vector() -> None:
     # https://developers.google.com/data-manager/api/get-started/quickstart: hex SHA-256
     expected = "07e2f1394b0ea80e2adca010ea8318df697001a005ba7452720edda4b0ce57b3"
     assert sha256_hex(normalize_email("dana@example.com")) == expected
-    assert hash_identifiers({"email": " Dana@Example.COM "}, DATA_MANAGER_RULES).emails == (
+    assert hash_identifiers({"email": " Dana@Example.COM "}).emails == (
         expected,
     )
 
@@ -51,9 +49,10 @@ def test_google_quickstart_vector() -> None:
         ("baklavainthebalkans@gmail.com  ", "baklavainthebalkans@gmail.com"),
         ("cloudySanFrancisco@GMAIL.com", "cloudysanfrancisco@gmail.com"),
         ("quinn@CYMBAL GROUP.com", "quinn@cymbalgroup.com"),
-        # gmail.com / googlemail.com: dots of the local part removed, +tags kept
-        ("Jane.Doe@gmail.com", "janedoe@gmail.com"),
-        ("j.a.n.e+ads@GoogleMail.com", "jane+ads@googlemail.com"),
+        # google_ads.md: removing a gmail.com local part's dots is optional; revseg keeps
+        # them (and +tags), so a receiver hashing the trimmed, lowercased address matches
+        ("Jane.Doe@gmail.com", "jane.doe@gmail.com"),
+        ("j.a.n.e+ads@GoogleMail.com", "j.a.n.e+ads@googlemail.com"),
         ("jane.doe@example.com", "jane.doe@example.com"),
         ("jane.doe@gmail.com.au", "jane.doe@gmail.com.au"),
     ],
@@ -94,25 +93,19 @@ def test_unusable_phones(raw: str) -> None:
         normalize_phone(raw)
 
 
-def test_names_per_api() -> None:
-    dm = DATA_MANAGER_RULES
-    ads = GOOGLE_ADS_RULES
+def test_names_as_google_ads_md_says() -> None:
+    """First and last name: lowercase, trim, collapse spaces; the last name also loses its
+    punctuation (google_ads.md, for both API paths)."""
     first = {
-        "first_name": "  Mrs. Mary-Jane ",
+        "first_name": "  Mrs.   Mary-Jane ",
         "last_name": "O'Brien Jr.",
         "country": "ie",
         "postal_code": " D02 X285 ",
     }
-    # Data Manager: no punctuation in either name, no prefixes or suffixes
-    assert hash_identifiers(first, dm).address == Address(
-        h("maryjane"), h("obrien"), "IE", "D02 X285"
-    )
-    # Google Ads API: last names lose punctuation; first names only lowercase and trim
-    assert hash_identifiers(first, ads).address == Address(
+    assert hash_identifiers(first).address == Address(
         h("mrs. mary-jane"), h("obrien jr"), "IE", "D02 X285"
     )
     assert normalize_name("  Ann   Marie ", strip_punctuation=True) == "ann marie"
-    assert normalize_name("Ms", strip_punctuation=True, prefixes=frozenset({"ms"})) == "ms"
     with pytest.raises(IdentifierError):
         normalize_name(" .. ", strip_punctuation=True)
 
@@ -133,8 +126,7 @@ def test_country_and_postal_code() -> None:
 
 def test_member_identifiers_and_problems() -> None:
     ids = hash_identifiers(
-        {"email": "Ann@Example.com", "phone": "212 555 0000", "first_name": "Ann"},
-        DATA_MANAGER_RULES,
+        {"email": "Ann@Example.com", "phone": "212 555 0000", "first_name": "Ann"}
     )
     assert ids.emails == (h("ann@example.com"),) and ids.phones == () and ids.address is None
     assert not ids.empty and ids.count() == 1
@@ -147,24 +139,24 @@ def test_member_identifiers_and_problems() -> None:
 
 def test_rejection_names_the_reason_never_the_value() -> None:
     raw = {"email": "ann.secret@nowhere", "phone": "5550100"}
-    ids = hash_identifiers(raw, DATA_MANAGER_RULES)
+    ids = hash_identifiers(raw)
     assert ids.empty
     reason = ids.rejection()
     assert reason.startswith("no usable identifier for Google Customer Match (")
     assert "email: not an email address" in reason and "phone:" in reason
     assert "ann.secret" not in reason and "5550100" not in reason
-    assert hash_identifiers({}, DATA_MANAGER_RULES).rejection().endswith("(none given)")
-    assert hash_identifiers({"email": "  "}, GOOGLE_ADS_RULES).empty
+    assert hash_identifiers({}).rejection().endswith("(none given)")
+    assert hash_identifiers({"email": "  "}).empty
 
 
 def test_prehashed_values_pass_through_lowercased() -> None:
     digest = h("ann@example.com")
-    ids = hash_identifiers({"email": digest.upper(), "phone": h("+12125650000")}, GOOGLE_ADS_RULES)
+    ids = hash_identifiers({"email": digest.upper(), "phone": h("+12125650000")})
     assert ids.emails == (digest,) and ids.phones == (h("+12125650000"),)
 
 
 def test_kinds_are_the_capabilities() -> None:
     assert {"country", "postal_code"} == KINDS - HASHED_KINDS
-    assert hash_identifiers({"mobile_id": "x", "email": "a@b.co"}, DATA_MANAGER_RULES).problems == (
+    assert hash_identifiers({"mobile_id": "x", "email": "a@b.co"}).problems == (
         "mobile_id: not an identifier kind Google knows",
     )

@@ -35,7 +35,7 @@ def h(text: str) -> str:
 #: customer id -> the identifiers Google must hold for them, normalized by hand
 EMAIL = {
     1: "ann@example.com",
-    2: "bobsmith@gmail.com",  # Bob.Smith@GMail.com: gmail dots dropped, lowercased
+    2: "bob.smith@gmail.com",  # Bob.Smith@GMail.com: lowercased (gmail dots kept, see google_ads_identifiers)
     4: "dan@example.com",  # gets an email in step 2
     5: "five@example.com",  # fixed in step 2
     6: "dee@example.com",

@@ -32,8 +32,6 @@ from revseg.destinations.base import (
 from revseg.destinations.google_ads_data_manager import MAX_MEMBERS, DataManager
 from revseg.destinations.google_ads_errors import classify
 from revseg.destinations.google_ads_identifiers import (
-    DATA_MANAGER_RULES,
-    GOOGLE_ADS_RULES,
     HASHED_KINDS,
     KINDS,
     Member,
@@ -125,8 +123,6 @@ class GoogleAdsDestination(HttpDestination):
             raise TypeError(f"expected GoogleAdsOptions, got {type(options).__name__}")
         super().__init__(name, options, settings)
         self.gads = options
-        offline = options.api == "offline_user_data_jobs"
-        self.rules = GOOGLE_ADS_RULES if offline else DATA_MANAGER_RULES
 
     # -- HttpDestination hooks -----------------------------------------------------------
     def base_url(self) -> str:
@@ -166,7 +162,7 @@ class GoogleAdsDestination(HttpDestination):
             if op.op == "trigger":
                 rejected[op.id] = "google_ads keeps lists; it cannot send trigger messages"
                 continue
-            ids = hash_identifiers(op.identifiers, self.rules)
+            ids = hash_identifiers(op.identifiers)
             if ids.empty:
                 rejected[op.id] = ids.rejection()
                 continue

@@ -5,17 +5,17 @@ accepted but never matches (``destinations/google_ads.md``), so revseg normalize
 as Google documents and rejects, with a reason, what it cannot normalize rather than send
 a digest that can never match:
 
-- email: remove every whitespace character, lowercase; for ``gmail.com`` and
-  ``googlemail.com`` remove the dots of the local part (the Data Manager API requires it,
-  the Google Ads API calls it optional; doing it on both keeps one person's digest the
-  same on either path). ``+tags`` are kept: Google does not ask to strip them.
+- email: remove every whitespace character, lowercase. The dots of a ``gmail.com`` local
+  part are kept: ``google_ads.md`` makes removing them optional, and a receiver that hashes
+  the trimmed, lowercased address (the one rule it states) would never match a digest
+  without them. ``+tags`` are kept: Google does not ask to strip them.
 - phone: E.164, a ``+``, the country code and at most 15 digits in all (``+12125650000``);
   formatting characters and a ``(0)`` trunk prefix are dropped, a leading ``00`` counts as
   ``+``; a number without a country code is rejected (revseg cannot guess the country).
-- first and last name: lowercase, trim, collapse inner whitespace; last names lose their
-  punctuation on both paths, first names on the Data Manager path (its reference says so
-  for both; the Google Ads API guide only for last names); the Data Manager path also drops
-  prefixes (``Mrs.``) and suffixes (``Jr.``) as its formatting guide asks.
+- first and last name: lowercase, trim, collapse inner whitespace; last names also lose
+  their punctuation (``google_ads.md``, for both API paths: Google's Data Manager guide asks
+  for more, dropping first-name punctuation and prefixes such as ``Mrs.``, which a receiver
+  following the documented rule would not match).
 - country (ISO-3166-1 alpha-2) and postal code are sent unhashed; US postal codes are
   5 digits or ZIP+4. An address is usable only with all four parts.
 
@@ -45,9 +45,6 @@ ADDRESS_KINDS = ("first_name", "last_name", "country", "postal_code")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 _PHONE_FORMATTING = re.compile(r"[\s\-.()/\u00a0]")
 _US_ZIP = re.compile(r"(\d{5})(?:[\s-]?(\d{4}))?")
-_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-_PREFIXES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr"})
-_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 _ISO_3166_ALPHA2 = frozenset(
     """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
     BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO
@@ -66,20 +63,6 @@ class IdentifierError(ValueError):
     """A value that cannot be normalized as Google requires; the message names no PII."""
 
 
-@dataclass(frozen=True)
-class Rules:
-    """Where the two Google APIs' documented normalizations differ."""
-
-    strip_first_name_punctuation: bool
-    strip_name_affixes: bool
-
-
-#: the Google Ads API (OfflineUserDataJobService) Customer Match guide.
-GOOGLE_ADS_RULES = Rules(strip_first_name_punctuation=False, strip_name_affixes=False)
-#: the Data Manager API's AddressInfo reference and formatting guide.
-DATA_MANAGER_RULES = Rules(strip_first_name_punctuation=True, strip_name_affixes=True)
-
-
 def sha256_hex(text: str) -> str:
     """Lowercase hex SHA-256 of the UTF-8 text (the ``HEX`` encoding Google accepts)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -92,13 +75,11 @@ def _digest(value: str) -> str | None:
 
 
 def normalize_email(raw: str) -> str:
-    """``" John.Doe@GMail.com "`` -> ``"johndoe@gmail.com"``."""
+    """``" John.Doe@GMail.com "`` -> ``"john.doe@gmail.com"``."""
     text = "".join(raw.split()).lower()
     local, at, domain = text.rpartition("@")
     if not at or not local or "@" in local or "." not in domain.strip("."):
         raise IdentifierError("email: not an email address")
-    if domain in _GMAIL_DOMAINS:
-        local = local.replace(".", "")
     return f"{local}@{domain}"
 
 
@@ -120,26 +101,12 @@ def normalize_phone(raw: str) -> str:
     return "+" + digits
 
 
-def normalize_name(
-    raw: str,
-    *,
-    strip_punctuation: bool,
-    prefixes: frozenset[str] = frozenset(),
-    suffixes: frozenset[str] = frozenset(),
-) -> str:
-    """Lowercase, punctuation removed when asked, whitespace trimmed and collapsed.
-
-    Leading ``prefixes`` and trailing ``suffixes`` (honorifics, ``jr``) are dropped while
-    another word remains: ``"Mrs. Ann"`` -> ``"ann"``, but a first name ``"Ms"`` stays.
-    """
+def normalize_name(raw: str, *, strip_punctuation: bool) -> str:
+    """Lowercase, punctuation removed when asked (last names), whitespace trimmed and collapsed."""
     text = unicodedata.normalize("NFC", raw).lower()
     if strip_punctuation:
         text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
     words = text.split()
-    while len(words) > 1 and words[0].rstrip(".") in prefixes:
-        words.pop(0)
-    while len(words) > 1 and words[-1].rstrip(".") in suffixes:
-        words.pop()
     if not words:
         raise IdentifierError("name: empty after normalization")
     return " ".join(words)
@@ -212,7 +179,7 @@ def _hashed(raw: str, normalize: Callable[[str], str]) -> str:
     return _digest(raw) or sha256_hex(normalize(raw))
 
 
-def hash_identifiers(identifiers: Mapping[str, str], rules: Rules) -> UserIds:
+def hash_identifiers(identifiers: Mapping[str, str]) -> UserIds:
     """Normalize and hash one member's ``{kind: raw value}``; unusable parts become problems."""
     emails: list[str] = []
     phones: list[str] = []
@@ -239,36 +206,21 @@ def hash_identifiers(identifiers: Mapping[str, str], rules: Rules) -> UserIds:
             )
         else:
             try:
-                address = _address({k: str(values[k]) for k in ADDRESS_KINDS}, rules)
+                address = _address({k: str(values[k]) for k in ADDRESS_KINDS})
             except IdentifierError as exc:
                 problems.append(str(exc))
     return UserIds(tuple(emails), tuple(phones), address, tuple(problems))
 
 
-def _address(values: dict[str, str], rules: Rules) -> Address:
+def _address(values: dict[str, str]) -> Address:
     country = normalize_country(values["country"])
     postal = normalize_postal_code(values["postal_code"], country)
 
-    affixes = rules.strip_name_affixes
-
-    def name(
-        kind: str, punctuation: bool, prefixes: frozenset[str], suffixes: frozenset[str]
-    ) -> str:
+    def name(kind: str, punctuation: bool) -> str:
         try:
-            return _hashed(
-                values[kind],
-                lambda v: normalize_name(
-                    v, strip_punctuation=punctuation, prefixes=prefixes, suffixes=suffixes
-                ),
-            )
+            return _hashed(values[kind], lambda v: normalize_name(v, strip_punctuation=punctuation))
         except IdentifierError as exc:
             raise IdentifierError(str(exc).replace("name:", f"{kind}:", 1)) from None
 
-    first = name(
-        "first_name",
-        rules.strip_first_name_punctuation,
-        _PREFIXES if affixes else frozenset(),
-        frozenset(),
-    )
-    last = name("last_name", True, frozenset(), _SUFFIXES if affixes else frozenset())
+    first, last = name("first_name", False), name("last_name", True)
     return Address(first, last, country, postal)
