@@ -161,6 +161,21 @@ def test_exact_request_shapes(emu: KlaviyoEmulator) -> None:
     assert emu.profile("bob@example.com")  # removal ends membership only
 
 
+def test_phone_numbers_are_sent_in_e164() -> None:
+    """klaviyo.md: phone_number must be E.164; one written with its country code is put in
+    that form, one without goes as it is (Klaviyo refuses it; revseg does not guess a country)."""
+    from revseg.destinations.email_lists import Recipient
+    from revseg.destinations.klaviyo_wire import profile
+
+    def phone(value: object) -> object:
+        return profile(Recipient("a@example.com", "add", {"phone_number": value}))["attributes"]["phone_number"]
+
+    assert phone("+1 (415) 555-2671") == "+14155552671"
+    assert phone("0044 20 7946 0958") == "+442079460958"
+    assert phone("(415) 555-2671") == "(415) 555-2671"
+    assert phone(None) is None
+
+
 def test_jobs_are_polled_to_completion(emu: KlaviyoEmulator) -> None:
     """The batch is acknowledged only once its job is complete: queued, processing, done."""
     emu.store.job_delay = 0.6

@@ -2,8 +2,8 @@
 destination.
 
 A profile of a bulk import carries the address and the segment's traits: traits named like
-Klaviyo's own profile fields (``first_name``, ``phone_number`` ...) go to those fields, any
-other to ``properties``. A NULL trait clears the field (``null``; for a custom property,
+Klaviyo's own profile fields (``first_name``, ``phone_number`` in E.164 ...) go to those
+fields, any other to ``properties``. A NULL trait clears the field (``null``; for a custom property,
 ``meta.patch_properties.unset``), so the profile mirrors the warehouse.
 
 An import job is accepted with ``202`` and processed later: :class:`ImportJobs` polls
@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from revseg.destinations.email_lists import Recipient, json_body
 from revseg.destinations.encoding import dumps
 from revseg.destinations.http import HttpCore
+from revseg.destinations.identifiers import normalize_e164
 from revseg.errors import DeliveryError, TransientDeliveryError
 
 #: the API revision every call names; the one of the vendored OpenAPI document.
@@ -56,7 +57,11 @@ def profile(recipient: Recipient) -> dict[str, Any]:
     for name, value in recipient.traits.items():
         if name == "email":
             continue  # the identifier, already set from the sync's identifiers
-        if name in PROFILE_FIELDS:
+        if name == "phone_number" and value is not None:
+            # E.164, as Klaviyo requires; a number without its country code goes as it is, for
+            # Klaviyo to refuse (an import error, read as a rejection): guessing could name a stranger
+            attributes[name] = normalize_e164(str(value)) or str(value)
+        elif name in PROFILE_FIELDS:
             attributes[name] = None if value is None else str(value)
         elif value is None:
             unset.append(name)
