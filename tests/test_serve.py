@@ -536,3 +536,31 @@ def test_metrics_text_format() -> None:
     assert 'revseg_ingest_commit_seconds_bucket{le="0.005"} 1' in text
     assert "revseg_segment_members{segment=\"a\"} 3" in text and "revseg_scheduler_runs_total 7" in text
     assert text.endswith("\n")
+
+
+@pytest.mark.duckdb
+def test_a_run_stopped_between_batches_leaves_the_rest_to_the_next_run(tmp_path: Path) -> None:
+    """SIGTERM stops ``revseg run`` after the batch in flight; the next run (a new process)
+    must deliver the rest even though no data changed, not find the segment idle."""
+    from datetime import timedelta
+
+    from revseg.runner import Runner
+    from revseg.runner.sync import SyncOptions
+
+    with WebhookReceiver() as receiver:
+        make_project(tmp_path, receiver.url)
+        write_files(tmp_path, {
+            "destinations/hooks.yml": {"name": "hooks", "type": "webhook", "batch_size": 50,
+                                       "options": {"url": receiver.url}},
+            "segments/high_value.yml": {**SEGMENTS["segments/high_value.yml"], "syncs": [{"destination": "hooks"}]},
+        })
+        as_of = datetime(2026, 11, 28, 17)
+        with Runner(tmp_path, environ=ENV).session() as session:
+            answers = iter([False])  # the segment starts; then SIGTERM arrives during batch 1
+            report = session.sync(["high_value"], None, SyncOptions(as_of), should_stop=lambda: next(answers, True))
+        assert len(receiver.audience) == 50
+        assert report.syncs[0].status == "partial"  # not everything was delivered
+        with Runner(tmp_path, environ=ENV).session() as session:
+            session.sync(["high_value"], None, SyncOptions(as_of + timedelta(seconds=1)))
+        assert len(receiver.audience) == 201
+

@@ -335,6 +335,7 @@ class SyncRun:
                         raise flight.failure
                     flight = None
                     if stop:
+                        report.interrupted = True  # this page and those after it were not sent
                         break
                 number += 1
                 self.seq += 1

@@ -590,7 +590,10 @@ class StateStore:
                 "skipped": report.skipped, "status": report.status, "error": report.error,
                 "seconds": report.seconds, "finished_at": now,
             }])
-            self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": report.status,
+            # an interrupted sync is not settled: the next run must send the rest even when no
+            # data changed (the probe would otherwise find its segment idle)
+            status = "interrupted" if report.interrupted else report.status
+            self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": status,
                                            "finished_at": now}, key="sync")
 
     def release_run_tables(self, segment: str, syncs: list[str]) -> None:
