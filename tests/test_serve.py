@@ -564,3 +564,41 @@ def test_a_run_stopped_between_batches_leaves_the_rest_to_the_next_run(tmp_path:
             session.sync(["high_value"], None, SyncOptions(as_of + timedelta(seconds=1)))
         assert len(receiver.audience) == 201
 
+
+@pytest.mark.duckdb
+def test_a_stop_signalled_while_a_batch_is_in_flight_starts_no_other_batch(tmp_path: Path) -> None:
+    """SIGTERM finishes the batch in flight: it must not start the next one, even when it had
+    already checked for a stop before the signal came."""
+    import threading
+
+    from revseg.runner import Runner
+    from revseg.runner.sync import SyncOptions
+
+    checked, signalled = threading.Event(), threading.Event()
+    calls: list[bool] = []
+
+    def should_stop() -> bool:
+        calls.append(signalled.is_set())
+        if len(calls) >= 2:  # past the segment's start: a batch is in flight
+            checked.set()
+        return signalled.is_set()
+
+    def on_delivery(_delivery: Any) -> None:  # the signal arrives while batch 1 is in flight
+        checked.wait(10)
+        signalled.set()
+
+    with WebhookReceiver(on_delivery=on_delivery) as receiver:
+        make_project(tmp_path, receiver.url)
+        write_files(tmp_path, {
+            "destinations/hooks.yml": {"name": "hooks", "type": "webhook", "batch_size": 50,
+                                       "options": {"url": receiver.url}},
+            "segments/high_value.yml": {**SEGMENTS["segments/high_value.yml"], "syncs": [{"destination": "hooks"}]},
+        })
+        with Runner(tmp_path, environ=ENV).session() as session:
+            report = session.sync(["high_value"], None, SyncOptions(datetime(2026, 11, 28, 17)),
+                                  should_stop=should_stop)
+        assert len(receiver.deliveries) == 1 and len(receiver.audience) == 50
+        assert (report.syncs[0].added, report.syncs[0].status) == (50, "partial")
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:  # the batch not sent is not left in flight
+            assert conn.execute("SELECT count(*) FROM revseg.inflight").fetchone() == (0,)
+
