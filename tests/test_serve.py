@@ -602,3 +602,33 @@ def test_a_stop_signalled_while_a_batch_is_in_flight_starts_no_other_batch(tmp_p
         with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:  # the batch not sent is not left in flight
             assert conn.execute("SELECT count(*) FROM revseg.inflight").fetchone() == (0,)
 
+
+@pytest.mark.duckdb
+def test_run_refreshes_a_cron_segment_at_its_times_not_at_start_up(tmp_path: Path) -> None:
+    """``revseg run``: a duration runs at once, a cron segment first at its next matching minute."""
+    import queue
+    import threading
+
+    from revseg.runner import Runner
+    from revseg.runner.scheduler import Scheduler
+
+    make_project(tmp_path, "http://127.0.0.1:9/hooks")
+    write_files(tmp_path, {
+        "segments/carts.yml": {**SEGMENTS["segments/carts.yml"], "refresh": "manual"},
+        "segments/high_value.yml": {**SEGMENTS["segments/high_value.yml"], "refresh": "1h"},
+        "segments/dutch.yml": {**SEGMENTS["segments/dutch.yml"], "refresh": "0 * * * *"},
+    })
+    now = [datetime(2026, 11, 28, 10, 0, 30)]
+    reports: queue.Queue[set[str]] = queue.Queue()
+    scheduler = Scheduler(Runner(tmp_path, environ=ENV), clock=lambda: now[0],
+                          on_report=lambda report: reports.put({s.name for s in report.segments}))
+    thread = threading.Thread(target=scheduler.run)
+    thread.start()
+    try:
+        assert reports.get(timeout=30) == {"high_value"}
+        now[0] = datetime(2026, 11, 28, 11, 0, 31)  # the hour struck; an hour since the first run
+        scheduler.nudge()
+        assert reports.get(timeout=30) == {"dutch", "high_value"}
+    finally:
+        scheduler.stop()
+        thread.join(30)
