@@ -536,3 +536,99 @@ def test_metrics_text_format() -> None:
     assert 'revseg_ingest_commit_seconds_bucket{le="0.005"} 1' in text
     assert "revseg_segment_members{segment=\"a\"} 3" in text and "revseg_scheduler_runs_total 7" in text
     assert text.endswith("\n")
+
+
+@pytest.mark.duckdb
+def test_a_run_stopped_between_batches_leaves_the_rest_to_the_next_run(tmp_path: Path) -> None:
+    """SIGTERM stops ``revseg run`` after the batch in flight; the next run (a new process)
+    must deliver the rest even though no data changed, not find the segment idle."""
+    from datetime import timedelta
+
+    from revseg.runner import Runner
+    from revseg.runner.sync import SyncOptions
+
+    with WebhookReceiver() as receiver:
+        make_project(tmp_path, receiver.url)
+        write_files(tmp_path, {
+            "destinations/hooks.yml": {"name": "hooks", "type": "webhook", "batch_size": 50,
+                                       "options": {"url": receiver.url}},
+            "segments/high_value.yml": {**SEGMENTS["segments/high_value.yml"], "syncs": [{"destination": "hooks"}]},
+        })
+        as_of = datetime(2026, 11, 28, 17)
+        with Runner(tmp_path, environ=ENV).session() as session:
+            answers = iter([False])  # the segment starts; then SIGTERM arrives during batch 1
+            report = session.sync(["high_value"], None, SyncOptions(as_of), should_stop=lambda: next(answers, True))
+        assert len(receiver.audience) == 50
+        assert report.syncs[0].status == "partial"  # not everything was delivered
+        with Runner(tmp_path, environ=ENV).session() as session:
+            session.sync(["high_value"], None, SyncOptions(as_of + timedelta(seconds=1)))
+        assert len(receiver.audience) == 201
+
+
+@pytest.mark.duckdb
+def test_a_stop_signalled_while_a_batch_is_in_flight_starts_no_other_batch(tmp_path: Path) -> None:
+    """SIGTERM finishes the batch in flight: it must not start the next one, even when it had
+    already checked for a stop before the signal came."""
+    import threading
+
+    from revseg.runner import Runner
+    from revseg.runner.sync import SyncOptions
+
+    checked, signalled = threading.Event(), threading.Event()
+    calls: list[bool] = []
+
+    def should_stop() -> bool:
+        calls.append(signalled.is_set())
+        if len(calls) >= 2:  # past the segment's start: a batch is in flight
+            checked.set()
+        return signalled.is_set()
+
+    def on_delivery(_delivery: Any) -> None:  # the signal arrives while batch 1 is in flight
+        checked.wait(10)
+        signalled.set()
+
+    with WebhookReceiver(on_delivery=on_delivery) as receiver:
+        make_project(tmp_path, receiver.url)
+        write_files(tmp_path, {
+            "destinations/hooks.yml": {"name": "hooks", "type": "webhook", "batch_size": 50,
+                                       "options": {"url": receiver.url}},
+            "segments/high_value.yml": {**SEGMENTS["segments/high_value.yml"], "syncs": [{"destination": "hooks"}]},
+        })
+        with Runner(tmp_path, environ=ENV).session() as session:
+            report = session.sync(["high_value"], None, SyncOptions(datetime(2026, 11, 28, 17)),
+                                  should_stop=should_stop)
+        assert len(receiver.deliveries) == 1 and len(receiver.audience) == 50
+        assert (report.syncs[0].added, report.syncs[0].status) == (50, "partial")
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:  # the batch not sent is not left in flight
+            assert conn.execute("SELECT count(*) FROM revseg.inflight").fetchone() == (0,)
+
+
+@pytest.mark.duckdb
+def test_run_refreshes_a_cron_segment_at_its_times_not_at_start_up(tmp_path: Path) -> None:
+    """``revseg run``: a duration runs at once, a cron segment first at its next matching minute."""
+    import queue
+    import threading
+
+    from revseg.runner import Runner
+    from revseg.runner.scheduler import Scheduler
+
+    make_project(tmp_path, "http://127.0.0.1:9/hooks")
+    write_files(tmp_path, {
+        "segments/carts.yml": {**SEGMENTS["segments/carts.yml"], "refresh": "manual"},
+        "segments/high_value.yml": {**SEGMENTS["segments/high_value.yml"], "refresh": "1h"},
+        "segments/dutch.yml": {**SEGMENTS["segments/dutch.yml"], "refresh": "0 * * * *"},
+    })
+    now = [datetime(2026, 11, 28, 10, 0, 30)]
+    reports: queue.Queue[set[str]] = queue.Queue()
+    scheduler = Scheduler(Runner(tmp_path, environ=ENV), clock=lambda: now[0],
+                          on_report=lambda report: reports.put({s.name for s in report.segments}))
+    thread = threading.Thread(target=scheduler.run)
+    thread.start()
+    try:
+        assert reports.get(timeout=30) == {"high_value"}
+        now[0] = datetime(2026, 11, 28, 11, 0, 31)  # the hour struck; an hour since the first run
+        scheduler.nudge()
+        assert reports.get(timeout=30) == {"dutch", "high_value"}
+    finally:
+        scheduler.stop()
+        thread.join(30)

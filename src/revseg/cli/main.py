@@ -354,6 +354,8 @@ def summary(report: Any) -> str:
         lines.append(f"  {s.segment} -> {s.destination} ({s.mode}): {counts}{extra} [{s.status}]")
         if s.error:
             lines.append(f"    error: {s.error}")
+        if s.interrupted:
+            lines.append("    stopped before the end of the delta: the next run sends the rest")
         for rejection in s.rejections[:5]:
             lines.append(f"    rejected {rejection['id']}: {rejection['reason']}")
     return "\n".join(lines)

@@ -40,6 +40,8 @@ class SyncReport:
     rejections: list[dict[str, str]] = field(default_factory=list)
     batches: int = 0
     warnings: list[str] = field(default_factory=list)  # plan: destination constraints at risk
+    #: the run was stopped (SIGTERM) with part of the delta unsent: the next run sends the rest
+    interrupted: bool = False
 
     @property
     def name(self) -> str:
@@ -48,7 +50,7 @@ class SyncReport:
     def finish(self) -> None:
         if self.error is not None:
             self.status = "failed"
-        elif self.rejected:
+        elif self.rejected or self.interrupted:
             self.status = "partial"
 
     def as_json(self) -> dict[str, Any]:

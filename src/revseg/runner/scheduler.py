@@ -4,7 +4,7 @@
   that finds no new data and nothing due is one query for all segments (see
   :mod:`revseg.runner.probe`) and writes nothing;
 - a duration (``5m``): run when that long has passed since its last run;
-- a cron expression: run at each matching minute (UTC);
+- a cron expression: run at each matching minute (UTC), the first after start-up included;
 - ``manual``: never run here (use ``revseg sync``).
 
 The scheduler holds the locks of its segments for its whole life (renewing the lease), so a
@@ -75,6 +75,20 @@ class Scheduler:
                 due.append(name)
         return due
 
+    def _first(self, name: str, now: datetime) -> None:
+        """When a segment first runs in this process: a duration at once, a cron expression at
+        its next matching minute, never at start-up (its times are the user's: a trigger sync
+        on ``0 9 * * 1`` must not send on a Wednesday because the process restarted)."""
+        refresh = self.runner.project.segments[name].refresh
+        if refresh == "continuous":
+            return
+        try:
+            parse_duration(refresh)
+        except ValueError:
+            self._next[name] = Cron(refresh).next_after(now)
+        else:
+            self._next[name] = now
+
     def _schedule(self, name: str, now: datetime) -> None:
         refresh = self.runner.project.segments[name].refresh
         if refresh == "continuous":
@@ -117,9 +131,9 @@ class Scheduler:
             self.session = session
             lock = SegmentLock(session.store, new_run_id(self.clock()), self.clock)
             lock.acquire(self.names, wait_seconds=30.0)
+            start = self.clock()
             for name in self.names:
-                if self.runner.project.segments[name].refresh != "continuous":
-                    self._next[name] = self.clock()
+                self._first(name, start)
             self.ready.set()
             try:
                 while not self.stopping:

@@ -322,12 +322,15 @@ class SyncRun:
                 batch = self._batch(destination, encoder, segment, sync, number + 1, self.seq + 1, prepared)
                 recorded = False
                 if flight is not None:
-                    stop = self.should_stop()  # SIGTERM: the batch in flight is done; the rest goes next run
-                    recorded = trigger_on is None and not stop
+                    # SIGTERM: the batch in flight is finished, no other starts; the rest goes next run
+                    recorded = trigger_on is None and not self.should_stop()
                     with self.store.transaction():
                         if recorded:
                             self._mark_inflight(sync, number + 1, rows, trigger_on)
                         rejected = self._outcome(flight, trigger_on)
+                        stop = self.should_stop()  # also when it came while the batch was in flight
+                        if recorded and stop:
+                            self.store.forget_inflight(sync.name, self.report.run_id, number + 1)
                         open_rejections = self._acknowledge(flight, rejected, sync, report, trigger_on,
                                                             open_rejections)
                     self._batch_done(sync, flight.prepared.done, total)
@@ -335,6 +338,7 @@ class SyncRun:
                         raise flight.failure
                     flight = None
                     if stop:
+                        report.interrupted = True  # this page and those after it were not sent
                         break
                 number += 1
                 self.seq += 1

@@ -19,7 +19,8 @@ membership_history     entered_at / exited_at per entity and segment (retention 
 locks                  one row per segment being run, with a lease
 stage_versions         the as_of each segment's stored membership was computed at
 segment_state          per segment, what its last run recorded (the watermark every run reads)
-sync_state             per sync, the as_of and status of its last run
+sync_state             per sync, the as_of and status of its last run (``interrupted``: stopped
+                       before the end of its delta; the next run sends the rest)
 =====================  =====================================================================
 """
 

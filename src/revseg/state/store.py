@@ -436,6 +436,11 @@ class StateStore:
                     members, columns=_MEMBER_COLUMNS,
                 ))
 
+    def forget_inflight(self, sync: str, run_id: str, batch: int) -> None:
+        """Undo step 1 for a batch that will not be sent after all (the run is stopping)."""
+        this_batch = exp.and_(_eq("sync", sync), _eq("run_id", run_id), _eq("batch", batch))
+        self.wh.execute(exp.delete(self.t("inflight"), where=this_batch))
+
     def acknowledge(self, sync: str, run_id: str, batch: int, rejected: dict[str, str], *,
                     trigger_on: str | None, now: datetime, any_held: bool = True,
                     open_rejections: bool = True) -> None:
@@ -590,7 +595,10 @@ class StateStore:
                 "skipped": report.skipped, "status": report.status, "error": report.error,
                 "seconds": report.seconds, "finished_at": now,
             }])
-            self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": report.status,
+            # an interrupted sync is not settled: the next run must send the rest even when no
+            # data changed (the probe would otherwise find its segment idle)
+            status = "interrupted" if report.interrupted else report.status
+            self.upsert_row("sync_state", {"sync": report.name, "as_of": as_of, "status": status,
                                            "finished_at": now}, key="sync")
 
     def release_run_tables(self, segment: str, syncs: list[str]) -> None:

@@ -83,8 +83,8 @@ def settled_counts(store: StateStore, syncs: Sequence[tuple[str, int]]) -> list[
         _per_sync("in_flight", store.t("inflight"), in_syncs.copy()),
         _per_sync("retrying", store.t("rejections"), retry),
         _per_sync("ran", store.t("syncs"), in_syncs.copy()),  # a sync that never ran must run
-        _per_sync("failed", store.t("sync_state"),
-                  exp.and_(in_syncs.copy(), exp.EQ(this=exp.column("status"), expression=_s("failed")))),
+        _per_sync("failed", store.t("sync_state"),  # failed, or stopped (SIGTERM) before the end
+                  exp.and_(in_syncs.copy(), exp.column("status").isin(_s("failed"), _s("interrupted")))),
     ]
 
 
