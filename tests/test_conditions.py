@@ -117,7 +117,8 @@ def test_as_of_with_zone_is_utc(runner: Runner) -> None:
 
 DUPLICATE_KEYS_SQL = """
 CREATE TABLE customers (customer_id INTEGER, email VARCHAR, country VARCHAR, updated_at TIMESTAMP);
-INSERT INTO customers (customer_id, email, country) VALUES (1, 'a@x', 'US'), (1, 'b@x', 'US'), (2, 'c@x', 'DE'), (2, 'c@x', 'US'), (3, NULL, NULL);
+INSERT INTO customers (customer_id, email, country) VALUES (1, 'a@x', 'US'), (1, 'b@x', 'US'), (2, 'c@x', 'DE'), (2, 'c@x', 'US'), (3, NULL, NULL),
+  (NULL, 'n@x', 'US');
 CREATE TABLE events (customer_id INTEGER, event_name VARCHAR, ts TIMESTAMP);
 INSERT INTO events VALUES (2, 'view', '2026-11-28 11:30:00');
 CREATE TABLE orders (customer_id INTEGER, ordered_at TIMESTAMP);
@@ -126,7 +127,7 @@ CREATE TABLE orders (customer_id INTEGER, ordered_at TIMESTAMP);
 
 def test_a_key_with_several_rows_is_one_member(project: Any) -> None:
     """A segment is a set of entities: a primary key with several rows (or a `sql:` segment
-    returning a key twice) is one member, and a NULL key none."""
+    returning a key twice) is one member, and a NULL key none (never an id "None")."""
     root = project({"segments/s.yml": [
         {"name": "us", "where": {"column": "country", "op": "=", "value": "US"}, "traits": {"email": "email"}},
         {"name": "viewers", "where": {"event": "view", "within": "1h"}},
