@@ -165,7 +165,9 @@ class ConditionCompiler:
         return exp.Collate(this=this, expression=exp.to_identifier(collation, quoted=True))
 
     def _string_op(self, this: exp.Expr, kind: Kind, op: str, raw: object, what: str) -> exp.Expr:
-        if kind not in (Kind.TEXT, Kind.OTHER):
+        if kind is Kind.UUID:  # matched in its text form (PostgreSQL has no string functions on uuid)
+            this = exp.cast(this, exp.DataType.build("TEXT"))
+        elif kind not in (Kind.TEXT, Kind.OTHER):
             raise ValueConversionError(f"'{op}' needs a text column, '{what}' is {kind.value}")
         text = str(raw)
         if text == "":  # every string contains, starts and ends with the empty string
