@@ -19,6 +19,7 @@ class PostgresWarehouse(Warehouse):
     type_name = "postgres"
     #: a database or column created with a locale (en_US, ICU) orders 'us' before 'US'
     text_collation = "C"
+    accepts_ingest = True
 
     @staticmethod
     def key_hash(value: exp.Expr) -> exp.Expr:  # type: ignore[override]
