@@ -160,6 +160,13 @@ class Warehouse(ABC):
             raise
         self.commit()
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold ``name`` against every other session on this database while the block runs:
+        creating and migrating the state schema, which two first runs would otherwise race on.
+        The default holds nothing: an embedded file is opened by one process at a time."""
+        yield
+
     def begin(self) -> None:
         self._begin()
         self.in_transaction = True
