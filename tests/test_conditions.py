@@ -146,6 +146,9 @@ def test_a_key_with_several_rows_is_one_member(project: Any) -> None:
 UUID_SQL = """
 CREATE TABLE accounts (account_id UUID, plan VARCHAR);
 INSERT INTO accounts VALUES ('6f1c8f9e-0000-4000-8000-000000000001', 'pro'), ('6f1c8f9e-0000-4000-8000-000000000002', 'free');
+CREATE TABLE referrals (account_id UUID, referred UUID);
+INSERT INTO referrals VALUES ('6f1c8f9e-0000-4000-8000-000000000001', '6f1c8f9e-0000-4000-8000-000000000002'),
+                             ('6f1c8f9e-0000-4000-8000-000000000001', '6f1c8f9e-0000-4000-8000-00000000000a');
 """
 UUID_1, UUID_2 = "6f1c8f9e-0000-4000-8000-000000000001", "6f1c8f9e-0000-4000-8000-000000000002"
 
@@ -184,9 +187,12 @@ def test_uuid_keys_compare_as_uuids(uuid_target: dict[str, Any], tmp_path: Path)
         "in": ({"column": "account_id", "op": "in", "value": [UUID_2]}, [UUID_2]),
         "contains": ({"column": "account_id", "op": "contains", "value": "0001"}, [UUID_1]),
         "ends_with": ({"column": "account_id", "op": "ends_with", "value": "2"}, [UUID_2]),
+        "max": ({"aggregate": "max", "model": "referrals", "column": "referred", "op": "=",
+                 "value": "6F1C8F9E-0000-4000-8000-00000000000A"}, [UUID_1]),
     }
     config = {"name": "u", "target": "dev", "targets": {"dev": uuid_target}, "entity": "accounts",
-              "models": {"accounts": {"table": "accounts", "primary_key": "account_id"}}}
+              "models": {"accounts": {"table": "accounts", "primary_key": "account_id"},
+                         "referrals": {"table": "referrals", "entity_key": "account_id"}}}
     segments = [{"name": name, "where": where} for name, (where, _ids) in cases.items()]
     write_files(tmp_path, {"revseg.yml": config, "segments/s.yml": segments})
     runner = Runner(tmp_path)

@@ -301,6 +301,8 @@ class ConditionCompiler:
                 return _FALSE.copy()
             if cond.fn in ("min", "max") and info.kind is Kind.TEXT:
                 column = self.binary_order(column)
+            if cond.fn in ("min", "max") and info.kind is Kind.UUID:  # no MIN(uuid) on PostgreSQL; its text orders alike
+                column = self.binary_order(exp.cast(column, exp.DataType.build("TEXT")))
             if cond.fn in ("min", "max") and info.kind is Kind.BOOL:
                 # false < true, so min is BOOL_AND and max BOOL_OR: PostgreSQL has no MIN(boolean)
                 value = (exp.LogicalAnd if cond.fn == "min" else exp.LogicalOr)(this=column)
