@@ -3,6 +3,8 @@ conftest.py at AS_OF 2026-11-28 12:00 UTC. Edges: NULLs, window bounds, events a
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import duckdb
 import pytest
 from conftest import PROJECT, SAMPLE_SQL, write_files
 
+from revseg.errors import ProjectError
 from revseg.runner import Runner
 
 pytestmark = pytest.mark.duckdb
@@ -117,7 +120,8 @@ def test_as_of_with_zone_is_utc(runner: Runner) -> None:
 
 DUPLICATE_KEYS_SQL = """
 CREATE TABLE customers (customer_id INTEGER, email VARCHAR, country VARCHAR, updated_at TIMESTAMP);
-INSERT INTO customers (customer_id, email, country) VALUES (1, 'a@x', 'US'), (1, 'b@x', 'US'), (2, 'c@x', 'DE'), (2, 'c@x', 'US'), (3, NULL, NULL);
+INSERT INTO customers (customer_id, email, country) VALUES (1, 'a@x', 'US'), (1, 'b@x', 'US'), (2, 'c@x', 'DE'), (2, 'c@x', 'US'), (3, NULL, NULL),
+  (NULL, 'n@x', 'US');
 CREATE TABLE events (customer_id INTEGER, event_name VARCHAR, ts TIMESTAMP);
 INSERT INTO events VALUES (2, 'view', '2026-11-28 11:30:00');
 CREATE TABLE orders (customer_id INTEGER, ordered_at TIMESTAMP);
@@ -126,7 +130,7 @@ CREATE TABLE orders (customer_id INTEGER, ordered_at TIMESTAMP);
 
 def test_a_key_with_several_rows_is_one_member(project: Any) -> None:
     """A segment is a set of entities: a primary key with several rows (or a `sql:` segment
-    returning a key twice) is one member, and a NULL key none."""
+    returning a key twice) is one member, and a NULL key none (never an id "None")."""
     root = project({"segments/s.yml": [
         {"name": "us", "where": {"column": "country", "op": "=", "value": "US"}, "traits": {"email": "email"}},
         {"name": "viewers", "where": {"event": "view", "within": "1h"}},
@@ -137,3 +141,64 @@ def test_a_key_with_several_rows_is_one_member(project: Any) -> None:
         result = runner.preview(name, as_of=AS_OF)
         assert ([m.id for m in result.members], result.total) == (ids, len(ids)), name
     assert {s.name: s.members for s in runner.sync(as_of=AS_OF).segments} == {"us": 2, "viewers": 1, "joined": 3}
+
+
+UUID_SQL = """
+CREATE TABLE accounts (account_id UUID, plan VARCHAR);
+INSERT INTO accounts VALUES ('6f1c8f9e-0000-4000-8000-000000000001', 'pro'), ('6f1c8f9e-0000-4000-8000-000000000002', 'free');
+CREATE TABLE referrals (account_id UUID, referred UUID);
+INSERT INTO referrals VALUES ('6f1c8f9e-0000-4000-8000-000000000001', '6f1c8f9e-0000-4000-8000-000000000002'),
+                             ('6f1c8f9e-0000-4000-8000-000000000001', '6f1c8f9e-0000-4000-8000-00000000000a');
+"""
+UUID_1, UUID_2 = "6f1c8f9e-0000-4000-8000-000000000001", "6f1c8f9e-0000-4000-8000-000000000002"
+
+
+@pytest.fixture(params=[pytest.param("duckdb"), pytest.param("postgres", marks=pytest.mark.postgres)])
+def uuid_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A warehouse holding UUID_SQL: an embedded DuckDB file, or a schema of its own on PostgreSQL."""
+    if request.param == "duckdb":
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+            conn.execute(UUID_SQL)
+        yield {"type": "duckdb", "path": "wh.duckdb"}
+        return
+    import psycopg
+    from psycopg import sql
+
+    schema = f"revseg_uuid_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5",
+                         autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            conn.execute(UUID_SQL)
+            yield {"type": "postgres", "host": "127.0.0.1", "port": 5432, "user": "postgres",
+                   "database": "test", "schema": schema}
+        finally:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_uuid_keys_compare_as_uuids(uuid_target: dict[str, Any], tmp_path: Path) -> None:
+    """A UUID column compares as a UUID (any case; its lowercase text orders it, string operators
+    match that text); a value that is no UUID is a validation error, not a failed query (exit 3:
+    PostgreSQL has no COLLATE, LIKE or POSITION on uuid)."""
+    cases: dict[str, tuple[Any, list[str]]] = {
+        "eq_upper": ({"column": "account_id", "op": "=", "value": UUID_1.upper()}, [UUID_1]),
+        "lt": ({"column": "account_id", "op": "<", "value": UUID_2}, [UUID_1]),
+        "in": ({"column": "account_id", "op": "in", "value": [UUID_2]}, [UUID_2]),
+        "contains": ({"column": "account_id", "op": "contains", "value": "0001"}, [UUID_1]),
+        "ends_with": ({"column": "account_id", "op": "ends_with", "value": "2"}, [UUID_2]),
+        "max": ({"aggregate": "max", "model": "referrals", "column": "referred", "op": "=",
+                 "value": "6F1C8F9E-0000-4000-8000-00000000000A"}, [UUID_1]),
+    }
+    config = {"name": "u", "target": "dev", "targets": {"dev": uuid_target}, "entity": "accounts",
+              "models": {"accounts": {"table": "accounts", "primary_key": "account_id"},
+                         "referrals": {"table": "referrals", "entity_key": "account_id"}}}
+    segments = [{"name": name, "where": where} for name, (where, _ids) in cases.items()]
+    write_files(tmp_path, {"revseg.yml": config, "segments/s.yml": segments})
+    runner = Runner(tmp_path)
+    for name, (_where, ids) in cases.items():
+        assert [m.id for m in runner.preview(name, as_of=AS_OF).members] == ids, name
+    bad = [*segments, {"name": "bad", "where": {"column": "account_id", "op": "=", "value": "nope"}}]
+    write_files(tmp_path, {"segments/s.yml": bad})
+    with pytest.raises(ProjectError, match="'nope' is not a UUID"):
+        Runner(tmp_path).validate()

@@ -18,7 +18,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -494,7 +495,7 @@ def test_convert_refuses(value: Any, type_name: str, words: str) -> None:
         convert(value, _info("c", type_name))
 
 
-def test_ingest_is_501_off_duckdb(tmp_path: Path) -> None:
+def test_ingest_is_501_where_the_adapter_refuses(tmp_path: Path) -> None:
     from revseg.compile.catalog import Catalog
     from revseg.project.loader import load_project
     from revseg.serve.ingest import Ingest, Unavailable
@@ -505,9 +506,10 @@ def test_ingest_is_501_off_duckdb(tmp_path: Path) -> None:
     catalog.add("customers", [_info("customer_id", "INTEGER"), _info("updated_at", "TIMESTAMP")])
     catalog.add("events", [_info(n, t) for n, t in (("customer_id", "INTEGER"), ("event_name", "VARCHAR"),
                                                     ("ts", "TIMESTAMP"), ("received_at", "TIMESTAMP"))])
-    with pytest.raises(Unavailable, match="only on a DuckDB target"):
-        Ingest(project, catalog, "postgres").parse("track", b'{"userId": "1", "event": "e"}', datetime(2026, 1, 1))
-    calls = Ingest(project, catalog, "duckdb").parse(
+    with pytest.raises(Unavailable, match="cannot write to this snowflake target"):
+        Ingest(project, catalog, "snowflake", writable=False).parse(
+            "track", b'{"userId": "1", "event": "e"}', datetime(2026, 1, 1))
+    calls = Ingest(project, catalog, "duckdb", writable=True).parse(
         "track", b'{"userId": "1", "event": "e", "properties": {"ts": "x", "nope": 1}}', datetime(2026, 1, 1))
     assert calls[0].row == {"customer_id": 1, "event_name": "e", "ts": datetime(2026, 1, 1),  # type: ignore[union-attr]
                             "received_at": datetime(2026, 1, 1)}
@@ -632,3 +634,66 @@ def test_run_refreshes_a_cron_segment_at_its_times_not_at_start_up(tmp_path: Pat
     finally:
         scheduler.stop()
         thread.join(30)
+
+
+PG_DATA = """
+CREATE TABLE accounts (account_id UUID PRIMARY KEY, email TEXT, ltv NUMERIC(10, 2), tags JSONB,
+                       updated_at TIMESTAMPTZ);
+CREATE TABLE events (account_id UUID, event_name TEXT, ts TIMESTAMPTZ, wall TIMESTAMP, amount NUMERIC(10, 2),
+                     props JSONB);
+"""
+ACCOUNT = "6f1c8f9e-0000-4000-8000-000000000001"
+
+
+@pytest.mark.postgres
+@pytest.mark.http
+def test_ingest_writes_postgres_tables_in_their_types(tmp_path: Path) -> None:
+    """SPEC 5.1 ingest on a PostgreSQL target (it answered 501): a UUID key given in upper case,
+    an offset timestamp into TIMESTAMPTZ (the instant) and TIMESTAMP (its UTC wall time), NUMERIC
+    and JSONB properties; a continuous segment sees the rows at once."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    schema = f"revseg_ingest_{uuid.uuid4().hex[:12]}"
+    conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+    with psycopg.connect(conninfo, autocommit=True) as pg:
+        pg.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        process = None
+        try:
+            pg.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            pg.execute(PG_DATA)
+            config = {"name": "shop", "target": "pg", "state_schema": f"{schema}_state", "entity": "accounts",
+                      "targets": {"pg": {"type": "postgres", "host": "127.0.0.1", "port": 5432, "user": "postgres",
+                                         "database": "test", "schema": schema}},
+                      "models": {"accounts": {"table": "accounts", "primary_key": "account_id",
+                                              "updated_at": "updated_at"},
+                                 "events": {"table": "events", "entity_key": "account_id", "timestamp": "ts",
+                                            "name": "event_name"}},
+                      "serve": PROJECT["serve"]}
+            write_files(tmp_path, {"revseg.yml": config, "segments/buyers.yml": {
+                "name": "buyers", "refresh": "continuous", "where": {"event": "bought", "within": "1h"}}})
+            process, log = start(tmp_path, env={"PGTZ": "Asia/Tokyo"})
+            server = Served(process, wait_listening(process, log), None, log)  # type: ignore[arg-type]
+            eventually(lambda: server.get("/healthz").status_code == 200, 60, 0.1)
+            now = datetime.now(UTC).replace(microsecond=0)
+            moment = now.astimezone(timezone(timedelta(hours=-5))).isoformat()
+            response = server.post("/v1/batch", {"batch": [
+                {"type": "identify", "userId": ACCOUNT.upper(),
+                 "traits": {"email": "a@example.com", "ltv": "12.50", "tags": ["vip"]}},
+                {"type": "track", "userId": ACCOUNT, "event": "bought", "timestamp": moment,
+                 "properties": {"wall": moment, "amount": 9.99, "props": {"sku": [1, 2]}}},
+            ]})
+            assert response.status_code == 200, response.text
+            assert server.post("/v1/track", {"userId": "not-a-uuid", "event": "bought"}).status_code == 400
+            rows = pg.execute("SELECT account_id, ts, wall, amount, props FROM events").fetchall()
+            assert rows == [(uuid.UUID(ACCOUNT), now, now.replace(tzinfo=None), Decimal("9.99"), {"sku": [1, 2]})]
+            assert pg.execute("SELECT account_id::text, email, ltv, tags FROM accounts").fetchall() == [
+                (ACCOUNT, "a@example.com", Decimal("12.50"), ["vip"])]
+            eventually(lambda: server.segments_of(ACCOUNT) == ["buyers"], 30, 0.1)
+        finally:
+            if process is not None:
+                stop(process)
+            for name in (schema, f"{schema}_state"):
+                pg.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

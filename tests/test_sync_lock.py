@@ -233,6 +233,24 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(
     assert receiver.audience == members(pg_project, "active_vip", T0)
 
 
+@pytest.mark.postgres
+@pytest.mark.http
+def test_first_runs_at_once_create_the_state_once(
+    pg_project: Path, pg: psycopg.Connection[Any], receiver: WebhookReceiver
+) -> None:
+    """Runs started together on a fresh state schema: one creates and migrates it while the
+    others wait (concurrent CREATE TABLE IF NOT EXISTS failed all but one with exit 3 on
+    PostgreSQL's catalog), then the segment lock orders their deliveries."""
+    assert state_rows(pg, pg_project, "SELECT 1 FROM {state}.schema_version") == []
+    done = [finish(p) for p in [start_sync(pg_project, T0) for _ in range(3)]]
+    assert [code for code, _report, _err, _ in done] == [0, 0, 0], "".join(err for _c, _r, err, _ in done)
+    added = [sync_report(report, "active_vip", "hooks")["added"] for _code, report, _err, _ in done]
+    assert sorted(added) == [0, 0, 100]
+    versions = state_rows(pg, pg_project, "SELECT version FROM {state}.schema_version ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, len(versions) + 1))  # each migration once
+    assert receiver.audience == members(pg_project, "active_vip", T0)
+
+
 # -- DuckDB: one writer process per file --------------------------------------------------
 @pytest.fixture
 def duck_project(tmp_path: Path, receiver: WebhookReceiver) -> Path:

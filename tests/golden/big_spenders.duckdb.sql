@@ -62,18 +62,21 @@ LEFT JOIN agg8
 LEFT JOIN agg10
   ON agg10.k = e."customer_id"
 WHERE
-  COALESCE((
-    COALESCE(agg2."v", 0) > 500
-  ), FALSE)
-  OR COALESCE((
-    COALESCE(agg4."v", 0) BETWEEN 2 AND 3
-  ), FALSE)
-  OR COALESCE((
-    agg6."v" >= 100
-  ), FALSE)
-  OR COALESCE((
-    agg8."v" < CAST('2026-09-29 12:00:00' AS TIMESTAMP)
-  ), FALSE)
-  OR COALESCE((
-    COALESCE(agg10."v", 0) = 0
-  ), FALSE)
+  NOT e."customer_id" IS NULL
+  AND (
+    COALESCE((
+      COALESCE(agg2."v", 0) > 500
+    ), FALSE)
+    OR COALESCE((
+      COALESCE(agg4."v", 0) BETWEEN 2 AND 3
+    ), FALSE)
+    OR COALESCE((
+      agg6."v" >= 100
+    ), FALSE)
+    OR COALESCE((
+      agg8."v" < CAST('2026-09-29 12:00:00' AS TIMESTAMP)
+    ), FALSE)
+    OR COALESCE((
+      COALESCE(agg10."v", 0) = 0
+    ), FALSE)
+  )

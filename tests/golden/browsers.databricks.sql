@@ -31,7 +31,7 @@ FROM (
   LEFT JOIN agg3
     ON agg3.k = e.`customer_id`
   WHERE
-    COALESCE((
+    NOT e.`customer_id` IS NULL AND COALESCE((
       COALESCE(agg3.`v`, 0) >= 3
     ), FALSE)
 ) AS _t

@@ -68,55 +68,58 @@ FROM (
   LEFT JOIN agg12
     ON agg12.k = e.`customer_id`
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM events AS ev1
-      WHERE
-        ev1.`customer_id` = e.`customer_id`
-        AND ev1.`event_name` = 'added_to_cart'
-        AND ev1.`ts` <= CAST('2026-11-28 11:30:00' AS TIMESTAMP)
-        AND ev1.`ts` > CAST('2026-11-27 12:00:00' AS TIMESTAMP)
-        AND COALESCE((
-          ev1.`category` = 'shoes'
-        ), FALSE)
-        AND (
-          COALESCE((
-            ev1.`amount` > 50
-          ), FALSE) OR NOT (
-            ev1.`amount` IS NULL
+    NOT e.`customer_id` IS NULL
+    AND (
+      EXISTS(
+        SELECT
+          1
+        FROM events AS ev1
+        WHERE
+          ev1.`customer_id` = e.`customer_id`
+          AND ev1.`event_name` = 'added_to_cart'
+          AND ev1.`ts` <= CAST('2026-11-28 11:30:00' AS TIMESTAMP)
+          AND ev1.`ts` > CAST('2026-11-27 12:00:00' AS TIMESTAMP)
+          AND COALESCE((
+            ev1.`category` = 'shoes'
+          ), FALSE)
+          AND (
+            COALESCE((
+              ev1.`amount` > 50
+            ), FALSE) OR NOT (
+              ev1.`amount` IS NULL
+            )
           )
+          AND NOT EXISTS(
+            SELECT
+              1
+            FROM events AS f2
+            WHERE
+              f2.`customer_id` = ev1.`customer_id`
+              AND f2.`event_name` = 'order_completed'
+              AND f2.`ts` > ev1.`ts`
+              AND f2.`ts` <= CAST('2026-11-28 12:00:00' AS TIMESTAMP)
+              AND f2.`ts` > CAST('2026-11-27 12:00:00' AS TIMESTAMP)
+              AND f2.`ts` <= DATE_ADD(SECOND, 7200, ev1.`ts`)
+          )
+      )
+      AND NOT (
+        (
+          COALESCE((
+            COALESCE(agg4.`v`, 0) > 500
+          ), FALSE)
+          OR COALESCE((
+            COALESCE(agg6.`v`, 0) BETWEEN 2 AND 3
+          ), FALSE)
+          OR COALESCE((
+            agg8.`v` >= 100
+          ), FALSE)
+          OR COALESCE((
+            agg10.`v` < CAST('2026-09-29 12:00:00' AS TIMESTAMP)
+          ), FALSE)
+          OR COALESCE((
+            COALESCE(agg12.`v`, 0) = 0
+          ), FALSE)
         )
-        AND NOT EXISTS(
-          SELECT
-            1
-          FROM events AS f2
-          WHERE
-            f2.`customer_id` = ev1.`customer_id`
-            AND f2.`event_name` = 'order_completed'
-            AND f2.`ts` > ev1.`ts`
-            AND f2.`ts` <= CAST('2026-11-28 12:00:00' AS TIMESTAMP)
-            AND f2.`ts` > CAST('2026-11-27 12:00:00' AS TIMESTAMP)
-            AND f2.`ts` <= DATE_ADD(SECOND, 7200, ev1.`ts`)
-        )
-    )
-    AND NOT (
-      (
-        COALESCE((
-          COALESCE(agg4.`v`, 0) > 500
-        ), FALSE)
-        OR COALESCE((
-          COALESCE(agg6.`v`, 0) BETWEEN 2 AND 3
-        ), FALSE)
-        OR COALESCE((
-          agg8.`v` >= 100
-        ), FALSE)
-        OR COALESCE((
-          agg10.`v` < CAST('2026-09-29 12:00:00' AS TIMESTAMP)
-        ), FALSE)
-        OR COALESCE((
-          COALESCE(agg12.`v`, 0) = 0
-        ), FALSE)
       )
     )
 ) AS _t

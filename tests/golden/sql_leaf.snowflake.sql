@@ -6,7 +6,8 @@ FROM (
     ROW_NUMBER() OVER (PARTITION BY e."customer_id" ORDER BY e."customer_id") AS _row_number
   FROM customers AS e
   WHERE
-    COALESCE((
+    NOT e."customer_id" IS NULL
+    AND COALESCE((
       LOWER(e."country") = 'us' OR e."lifetime_value" * 2 > 1000
     ), FALSE)
 ) AS _t

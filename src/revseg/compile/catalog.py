@@ -19,6 +19,7 @@ class Kind(Enum):
     BOOL = "boolean"
     TIMESTAMP = "timestamp"
     DATE = "date"
+    UUID = "uuid"
     OTHER = "other"
 
 
@@ -33,7 +34,9 @@ def classify(type_name: str) -> Kind:
         return Kind.BOOL
     if any(word in name for word in ("int", "numeric", "decimal", "double", "real", "float", "number")):
         return Kind.NUMBER
-    if any(word in name for word in ("char", "text", "string", "uuid")):
+    if name == "uuid":  # compared as a UUID (any case), ordered as its lowercase text is
+        return Kind.UUID
+    if any(word in name for word in ("char", "text", "string")):
         return Kind.TEXT
     return Kind.OTHER
 

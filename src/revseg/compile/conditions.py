@@ -165,7 +165,9 @@ class ConditionCompiler:
         return exp.Collate(this=this, expression=exp.to_identifier(collation, quoted=True))
 
     def _string_op(self, this: exp.Expr, kind: Kind, op: str, raw: object, what: str) -> exp.Expr:
-        if kind not in (Kind.TEXT, Kind.OTHER):
+        if kind is Kind.UUID:  # matched in its text form (PostgreSQL has no string functions on uuid)
+            this = exp.cast(this, exp.DataType.build("TEXT"))
+        elif kind not in (Kind.TEXT, Kind.OTHER):
             raise ValueConversionError(f"'{op}' needs a text column, '{what}' is {kind.value}")
         text = str(raw)
         if text == "":  # every string contains, starts and ends with the empty string
@@ -299,6 +301,8 @@ class ConditionCompiler:
                 return _FALSE.copy()
             if cond.fn in ("min", "max") and info.kind is Kind.TEXT:
                 column = self.binary_order(column)
+            if cond.fn in ("min", "max") and info.kind is Kind.UUID:  # no MIN(uuid) on PostgreSQL; its text orders alike
+                column = self.binary_order(exp.cast(column, exp.DataType.build("TEXT")))
             if cond.fn in ("min", "max") and info.kind is Kind.BOOL:
                 # false < true, so min is BOOL_AND and max BOOL_OR: PostgreSQL has no MIN(boolean)
                 value = (exp.LogicalAnd if cond.fn == "min" else exp.LogicalOr)(this=column)

@@ -67,7 +67,9 @@ def _membership(project: Project, catalog: Catalog, segment: Segment, as_of: dat
     for name, key_column in scope.joins:
         on = exp.EQ(this=exp.column(key_column, table=name), expression=col(ENTITY, key.name))
         query = query.join(exp.to_table(name), on=on, join_type="left")
-    query = query.where(exp.and_(*scope.only_candidates(col(ENTITY, key.name)), condition))
+    # a row whose key is NULL is no entity (it has no id to send or to remember)
+    known = exp.not_(exp.Is(this=col(ENTITY, key.name), expression=exp.Null()))
+    query = query.where(exp.and_(*scope.only_candidates(col(ENTITY, key.name)), known, condition))
     for name, cte in scope.ctes:
         query = query.with_(name, as_=cte)
     return query, scope.problems

@@ -8,6 +8,7 @@ reports at the value's position.
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -96,6 +97,11 @@ def literal(value: Any, kind: Kind, as_of: datetime) -> exp.Expr:
         raise ValueConversionError(f"{value!r} is not a boolean (true or false)")
     if kind is Kind.TIMESTAMP:
         return timestamp_literal(parse_timestamp(value))
+    if kind is Kind.UUID:
+        try:
+            return exp.Literal.string(str(uuid.UUID(str(value).strip())))
+        except ValueError:
+            raise ValueConversionError(f"{value!r} is not a UUID") from None
     if kind is Kind.DATE:
         moment = parse_timestamp(value)
         return exp.cast(exp.Literal.string(moment.date().isoformat()), exp.DataType.build("DATE"))

@@ -196,7 +196,8 @@ class App:
                 raise NotReady("stopping" if self.scheduler.stopping or self.error else "starting")
             if self._pool is None:
                 self._pool = Pool(session.warehouse)
-                self._ingest = Ingest(self.project, session.catalog, str(self.project.target.get("type")))
+                self._ingest = Ingest(self.project, session.catalog, session.warehouse.type_name,
+                                      writable=session.warehouse.accepts_ingest)
             assert self._ingest is not None
             return self._pool, self._ingest
 

@@ -68,14 +68,13 @@ def convert(value: Any, info: ColumnInfo) -> Any:
         return None
     if info.kind is Kind.NUMBER:
         return _number(value, _base(info.type_name))
+    if info.kind is Kind.UUID:
+        try:
+            return str(uuid.UUID(_text(value)))
+        except ValueError:
+            raise ConversionError(f"{_show(value)} is not a UUID") from None
     if info.kind is Kind.TEXT:
-        text = _text(value)
-        if _base(info.type_name) == "uuid":
-            try:
-                return str(uuid.UUID(text))
-            except ValueError:
-                raise ConversionError(f"{_show(value)} is not a UUID") from None
-        return text
+        return _text(value)
     if info.kind is Kind.BOOL:
         if isinstance(value, bool):
             return value

@@ -98,8 +98,9 @@ def default_event_model(project: Project) -> Model | None:
 class Ingest:
     """Parses and writes calls for one project; built once the catalog is known."""
 
-    def __init__(self, project: Project, catalog: Catalog, target_type: str) -> None:
+    def __init__(self, project: Project, catalog: Catalog, target_type: str, *, writable: bool) -> None:
         self.target_type = target_type
+        self.writable = writable
         self.events: Table | None = None
         self.entity: Table | None = None
         self._no_events = self._no_entity = ""
@@ -123,7 +124,7 @@ class Ingest:
     # -- parsing ----------------------------------------------------------------------
     def parse(self, kind: str, body: bytes, received: datetime) -> list[Call]:
         """The calls of one request body (``kind``: track, identify or batch); raise BadCall."""
-        if self.target_type != "duckdb":
+        if not self.writable:
             raise Unavailable(self.unavailable_reason())
         try:
             document = orjson.loads(body)
@@ -161,7 +162,7 @@ class Ingest:
         return self._identify(call, target, key, received, where)
 
     def unavailable_reason(self) -> str:
-        return (f"ingest writes to the warehouse only on a DuckDB target (this target is {self.target_type}): "
+        return (f"ingest cannot write to this {self.target_type} target (its adapter does not accept ingest): "
                 "load events with your pipeline; the read API works here")
 
     def _user_id(self, call: dict[str, Any], target: Table, where: str) -> Any:

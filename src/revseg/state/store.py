@@ -102,6 +102,11 @@ class StateStore:
         """Create the schema and apply pending migrations (each in its own transaction)."""
         if self._ensured:
             return
+        with self.wh.exclusive(f"revseg state {self.schema}"):  # two first runs: one migrates
+            self._migrate()
+        self._ensured = True
+
+    def _migrate(self) -> None:
         if not self.wh.schema_exists(self.schema):
             self.wh.execute(exp.Create(this=exp.to_identifier(self.schema, quoted=True), kind="SCHEMA", exists=True))
         self.wh.execute(create_table(self.schema, "schema_version"))
@@ -119,7 +124,6 @@ class StateStore:
                     exp.select(exp.Literal.number(version), timestamp_literal(datetime.utcnow())),
                     self.t("schema_version"),
                 ))
-        self._ensured = True
 
     def exists(self, table: str = "runs") -> bool:
         """Whether any revseg state is here (status/history on a fresh warehouse), or with

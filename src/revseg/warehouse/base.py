@@ -73,6 +73,9 @@ class Warehouse(ABC):
     #: one process at a time holds the database (an embedded file): no run in another
     #: process can take a lock over while this one lives, so a lease needs no heartbeat
     single_process: ClassVar[bool] = False
+    #: ``revseg serve`` may write ingested calls here (SPEC 5.1): sessions cloned in one
+    #: process insert and update the user's tables in transactions
+    accepts_ingest: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
@@ -156,6 +159,13 @@ class Warehouse(ABC):
             self.rollback()
             raise
         self.commit()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold ``name`` against every other session on this database while the block runs:
+        creating and migrating the state schema, which two first runs would otherwise race on.
+        The default holds nothing: an embedded file is opened by one process at a time."""
+        yield
 
     def begin(self) -> None:
         self._begin()

@@ -41,6 +41,7 @@ class DuckDBWarehouse(Warehouse):
     type_name = "duckdb"
     #: DuckDB lets one process open a file for writing (see connect's wait)
     single_process = True
+    accepts_ingest = True
 
     @staticmethod
     def key_hash(value: exp.Expr) -> exp.Expr:  # type: ignore[override]

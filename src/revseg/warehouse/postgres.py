@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
@@ -19,6 +20,7 @@ class PostgresWarehouse(Warehouse):
     type_name = "postgres"
     #: a database or column created with a locale (en_US, ICU) orders 'us' before 'US'
     text_collation = "C"
+    accepts_ingest = True
 
     @staticmethod
     def key_hash(value: exp.Expr) -> exp.Expr:  # type: ignore[override]
@@ -159,6 +161,20 @@ class PostgresWarehouse(Warehouse):
             exp.EQ(this=exp.column("schema_name"), expression=exp.Literal.string(schema))
         )
         return bool(self.fetchall(query))
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A session-level advisory lock keyed by a hash of ``name`` (concurrent ``CREATE ... IF NOT
+        EXISTS`` of one table fails on PostgreSQL's catalog, and an ALTER would run twice)."""
+        key = exp.Anonymous(this="hashtextextended", expressions=[exp.Literal.string(name), exp.Literal.number(0)])
+        self.execute(exp.select(exp.Anonymous(this="pg_advisory_lock", expressions=[key])))
+        try:
+            yield
+        except BaseException:
+            with suppress(WarehouseError):  # a broken session releases it anyway; keep the first error
+                self.execute(exp.select(exp.Anonymous(this="pg_advisory_unlock", expressions=[key.copy()])))
+            raise
+        self.execute(exp.select(exp.Anonymous(this="pg_advisory_unlock", expressions=[key.copy()])))
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN")
