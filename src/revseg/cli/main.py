@@ -40,6 +40,11 @@ class Context:
     def out(self, message: str = "", *, err: bool = False) -> None:
         click.echo(self.redact(message), err=err)
 
+    def out_json(self, value: Any) -> None:
+        """One JSON document, its strings redacted one by one (never its numbers: it stays JSON)."""
+        project = self.runner._project
+        click.echo(to_json(project.secrets.redact_data(value) if project is not None else value))
+
 
 def project_command(fn: F) -> F:
     """Add --project-dir and --target, build the Context, map errors to exit codes."""
@@ -184,11 +189,12 @@ def preview(ctx: Context, segment: str, as_of: str | None, limit: int | None, sh
     names = list(result.members[0].traits) if result.members else [t.name for t in ctx.runner.project.segments[segment].traits]
     if fmt == "jsonl":
         for member in result.members:
-            ctx.out(to_json({"id": member.id, "traits": member.traits}))
+            ctx.out_json({"id": member.id, "traits": member.traits})
         return
     rows = [[m.id, *m.traits.values()] for m in result.members]
     if fmt == "csv":
-        click.echo(ctx.redact(csv_text(["id", *names], rows)), nl=False)
+        secrets = ctx.runner.project.secrets
+        click.echo(csv_text([secrets.redact(n) for n in ["id", *names]], secrets.redact_data(rows)), nl=False)
         return
     ctx.out(table(["id", *names], rows))
     ctx.out(f"\n{len(result.members)} of {result.total} members of {segment} at {iso(result.as_of)}", err=True)
@@ -208,7 +214,7 @@ def plan(ctx: Context, select: tuple[str, ...], as_of: str | None, as_json: bool
     """Show what the next sync would add, remove, update and trigger; send nothing."""
     report = ctx.runner.plan(select, as_of=parse_as_of(as_of))
     if as_json:
-        ctx.out(to_json(report.as_json()))
+        ctx.out_json(report.as_json())
         return
     rows = [[s.segment, s.destination, s.mode, s.added, s.removed, s.updated, s.triggered, s.skipped]
             for s in report.syncs]
@@ -239,7 +245,7 @@ def sync(ctx: Context, select: tuple[str, ...], as_of: str | None, full_refresh:
         report = ctx.runner.sync(select, as_of=parse_as_of(as_of), full_refresh=full_refresh,
                                  max_remove_pct=max_remove_pct, progress=view.update)
     if as_json:
-        ctx.out(to_json(report.as_json()))
+        ctx.out_json(report.as_json())
     else:
         ctx.out(summary(report))
     sys.exit(report.exit_code)
@@ -252,7 +258,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """Per segment and sync: members, last run, freshness lag, adds/removes, failures."""
     result = ctx.runner.status()
     if as_json:
-        ctx.out(to_json(result))
+        ctx.out_json(result)
         return
     for seg in result["segments"]:
         lag = f"{seg['freshness_seconds']:.0f}s ago" if seg["freshness_seconds"] is not None else "never run"
@@ -276,7 +282,7 @@ def history(ctx: Context, segment: str, as_json: bool) -> None:
     """Past runs of SEGMENT, with its membership size over time."""
     runs = ctx.runner.history(segment)
     if as_json:
-        ctx.out(to_json({"segment": segment, "runs": runs}))
+        ctx.out_json({"segment": segment, "runs": runs})
         return
     if not runs:
         ctx.out(f"{segment} has no runs yet: run `revseg sync --select {segment}`.")
