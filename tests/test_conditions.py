@@ -202,3 +202,19 @@ def test_uuid_keys_compare_as_uuids(uuid_target: dict[str, Any], tmp_path: Path)
     write_files(tmp_path, {"segments/s.yml": bad})
     with pytest.raises(ProjectError, match="'nope' is not a UUID"):
         Runner(tmp_path).validate()
+
+
+@pytest.mark.parametrize(("type_name", "kind"), [
+    ("INTEGER", "number"), ("int8", "number"), ("UBIGINT", "number"), ("DECIMAL(18,2)", "number"),
+    ("double precision", "number"), ("NUMBER(38,0)", "number"), ("FLOAT64", "number"),
+    ("interval", "other"), ("point", "other"), ("INTEGER[]", "other"), ("VARCHAR[]", "other"),
+    ("STRUCT(a INTEGER)", "other"), ("MAP(VARCHAR, INTEGER)", "other"), ("jsonb", "other"),
+    ("character varying", "text"), ("citext", "text"), ("uuid", "uuid"), ("boolean", "boolean"),
+    ("timestamp with time zone", "timestamp"), ("date", "date"),
+])
+def test_column_kinds_by_engine_type_name(type_name: str, kind: str) -> None:
+    """An interval, a point or a list of integers is no number: comparing one with a number
+    must be refused at validation, not fail in the warehouse."""
+    from revseg.compile.catalog import classify
+
+    assert classify(type_name).value == kind

@@ -6,6 +6,7 @@ compiling stays free of I/O and testable with a hand-made catalog.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -23,16 +24,24 @@ class Kind(Enum):
     OTHER = "other"
 
 
+#: numeric type names of the engines (``integer``, ``int8``, ``ubigint``, ``decimal(18,2)``,
+#: ``double precision``, ``float64``, ``number(38,0)``), not ``interval`` or ``point``
+_NUMBER = re.compile(r"(u?(tiny|small|medium|big|huge)?int(eger)?\d*|numeric|decimal|double|real|float\d*|number)\b")
+_COMPOUND = ("struct", "map", "list", "union", "array", "interval", "point", "json")
+
+
 def classify(type_name: str) -> Kind:
     """Map an engine's type name (``timestamp without time zone``, ``VARCHAR``...) to a Kind."""
     name = type_name.strip().lower()
+    if name.endswith("]") or name.startswith(_COMPOUND):  # lists, structs, maps: none of these
+        return Kind.OTHER
     if "timestamp" in name or name.startswith("datetime"):
         return Kind.TIMESTAMP
     if name == "date":
         return Kind.DATE
     if name.startswith(("bool",)):
         return Kind.BOOL
-    if any(word in name for word in ("int", "numeric", "decimal", "double", "real", "float", "number")):
+    if _NUMBER.match(name):
         return Kind.NUMBER
     if name == "uuid":  # compared as a UUID (any case), ordered as its lowercase text is
         return Kind.UUID
