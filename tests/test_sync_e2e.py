@@ -496,6 +496,38 @@ def test_rejected_trigger_is_retried_on_the_next_run(tmp_path: Path, picky: type
     assert s.triggered == 0 and picky.sent == []
 
 
+class CrashingList(PickyList):
+    """Applies every batch, but the process "dies" (KeyboardInterrupt) right after applying
+    batch ``CRASH_AT``, before revseg records the acknowledgement: the batch stays in flight."""
+
+    CRASH_AT: ClassVar[int] = 0
+
+    def send(self, batch: Batch) -> BatchResult:
+        result = super().send(batch)
+        if batch.number == self.CRASH_AT:
+            raise KeyboardInterrupt
+        return result
+
+
+def test_plan_after_a_killed_run_counts_the_batch_in_flight(tmp_path: Path, picky: type[PickyList]) -> None:
+    register_destination_type("crashing_list", CrashingList)
+    CrashingList.CRASH_AT = 2
+    files = shop_files(syncs={"active_vip": [{"destination": "crashy"}]},
+                       destinations={"crashy": {"type": "crashing_list"}})
+    project = make_project(tmp_path, files)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(project).sync(as_of=T0)
+    in_flight = [i for op, i in picky.sent[10:20]]  # batch 2: applied, never acknowledged
+    gone = in_flight[:3]
+    with connect(project / "warehouse.duckdb") as conn:  # members of the batch in flight leave
+        conn.execute(f"DELETE FROM customers WHERE customer_id IN ({','.join(gone)})")
+    CrashingList.CRASH_AT = 0
+    [planned] = Runner(project).plan(as_of=T0).syncs
+    [synced] = Runner(project).sync(as_of=T0).syncs
+    assert synced.removed == 3 and not set(gone) & picky.audience.keys()
+    assert (planned.added, planned.removed, planned.updated) == (synced.added, synced.removed, synced.updated)
+
+
 # -- exit codes --------------------------------------------------------------------------
 def test_invalid_project_exits_2_and_touches_nothing(tmp_path: Path, receiver: WebhookReceiver) -> None:
     files = shop_files(syncs={"active_vip": [{"destination": "hookz"}]},

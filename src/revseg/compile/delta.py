@@ -72,7 +72,7 @@ class DeltaSpec:
     backfill: bool = False
 
 
-def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table, rejections: exp.Table,
+def delta_query(spec: DeltaSpec, stage: exp.Table, sync_members: exp.Table | exp.Subquery, rejections: exp.Table,
                 triggers: exp.Table, as_of: datetime, exit_traits: exp.Select | None = None,
                 only_ids: exp.Table | None = None) -> exp.Select:
     """The numbered delta of one sync, ready to be materialized (CREATE TABLE AS).

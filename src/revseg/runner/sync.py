@@ -184,7 +184,9 @@ class SyncRun:
         for sync in self._selected(segment, syncs):
             report = SyncReport(segment.name, sync.destination, sync.mode)
             first_run = sync_state(self.store, sync.name, sync.max_attempts, None).first_run
-            query = self._delta(segment, sync, traits, staged.copy(), first_run)
+            # a killed run's batch in flight: the sync will recover it first (see StateStore.recover)
+            held = self.store.recovered_members(sync.name) if sync.mode != "trigger" else None
+            query = self._delta(segment, sync, traits, staged.copy(), first_run, held=held)
             counts = self.store.count_delta(query)
             # members without a usable identifier are skipped, not sent: counted apart, as sync does
             unidentified = self.store.count_unidentified(query, sync.identifiers.values()) if sync.identifiers else {}
@@ -213,8 +215,9 @@ class SyncRun:
 
     # -- one sync -------------------------------------------------------------------
     def _delta(self, segment: Segment, sync: Sync, traits: list[str], stage: Any, first_run: bool,
-               only: tuple[exp.Table, exp.Table] | None = None) -> Any:
-        """The sync's diff; with ``only`` (candidates, their new rows), just those ids."""
+               only: tuple[exp.Table, exp.Table] | None = None, held: Any = None) -> Any:
+        """The sync's diff; with ``only`` (candidates, their new rows), just those ids; ``held``:
+        the sync's snapshot (default: the stored one)."""
         if only is not None:
             stage = only[1]
         spec = DeltaSpec(
@@ -225,7 +228,8 @@ class SyncRun:
         exit_traits = None
         if sync.mode == "trigger" and sync.on == "exit":
             exit_traits = traits_query(self.project, self.catalog, segment.name)
-        return delta_query(spec, stage, self.store.t("sync_members"), self.store.t("rejections"),
+        held = held if held is not None else self.store.t("sync_members")
+        return delta_query(spec, stage, held, self.store.t("rejections"),
                            self.store.t("triggers"), self.options.as_of, exit_traits,
                            only_ids=only[0] if only is not None else None)
 

@@ -353,6 +353,22 @@ class StateStore:
             self.wh.execute(exp.delete(self.t("outcomes"), where=mine.copy()))
         return count
 
+    def recovered_members(self, sync: str) -> exp.Subquery:
+        """The sync's snapshot as ``recover`` would leave it, read only (``plan`` changes no
+        state): ids of batches a killed run left in flight count as ``pending``, so a plan
+        shows the re-adds and removes the next sync will send."""
+        inflight, members = self.t("inflight"), self.t("sync_members")
+        mine = _eq("sync", sync)
+        ids = exp.select("id").from_(inflight).where(mine.copy())
+        kept = exp.select("sync", "id", "hash", "pending", "payload").from_(members).where(
+            exp.and_(mine.copy(), exp.not_(exp.column("id").isin(query=ids))))
+        unknown = (
+            exp.select(_s(sync), exp.column("id"), exp.cast(exp.Null(), exp.DataType.build("TEXT")), exp.true(),
+                       exp.Max(this=exp.column("payload")))
+            .from_(inflight).where(mine.copy()).group_by("id")
+        )
+        return exp.union(kept, unknown, distinct=False).subquery("held")
+
     def record_first_run(self, sync: str, run_id: str, now: datetime) -> None:
         """The sync's first run started (its delta is then a backfill, see compile.delta)."""
         self.insert_rows("syncs", [{"sync": sync, "first_run_id": run_id, "created_at": now}])
