@@ -36,6 +36,7 @@ from syncproject import (
 from revseg.cli.main import main as revseg_main
 from revseg.destinations.base import Batch, BatchResult, Capabilities, Destination
 from revseg.destinations.registry import register_destination_type
+from revseg.errors import UsageError
 from revseg.runner import Runner
 from revseg.sandbox.webhook import WebhookReceiver
 
@@ -313,6 +314,10 @@ def test_select_by_name_tag_and_destination(tmp_path: Path, receiver: WebhookRec
     assert done.returncode == 2 and "matches no segment" in done.stderr
     done = revseg(project, "sync", "--json", "--select", "buyer")
     assert done.returncode == 2 and "did you mean" in done.stderr and "buyers" in done.stderr
+    done = revseg(project, "sync", "--json", "--select", "destination:hook")
+    assert done.returncode == 2 and "did you mean 'destination:hooks'" in done.stderr
+    with pytest.raises(UsageError, match="did you mean 'tag:vip'"):
+        Runner(project).segment_names(["tag:vp"])
 
 
 def test_plan_sends_nothing_and_predicts_the_sync(tmp_path: Path, receiver: WebhookReceiver) -> None:

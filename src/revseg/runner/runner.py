@@ -156,9 +156,16 @@ class Runner:
         for selector in selectors:
             matched = self._select(selector)
             if not matched:
-                raise UsageError(f"--select {selector!r} matches no segment{did_you_mean(selector, order)}")
+                raise UsageError(f"--select {selector!r} matches no segment{did_you_mean(selector, self._selectors())}")
             chosen |= matched
         return [name for name in order if name in chosen]
+
+    def _selectors(self) -> list[str]:
+        """Every selector that matches something: names, ``tag:T``, ``destination:D``."""
+        segments = self.project.segments.values()
+        tags = {f"tag:{t}" for s in segments for t in s.tags}
+        destinations = {f"destination:{y.destination}" for s in segments for y in s.syncs}
+        return [*sorted(self.project.segments), *sorted(tags), *sorted(destinations)]
 
     def _select(self, selector: str) -> set[str]:
         segments = self.project.segments
