@@ -141,11 +141,7 @@ class SyncRun:
         if result.mode == "skipped":  # nothing new, nothing due, nothing left to deliver
             report = SegmentReport(segment.name, "skipped", result.members)  # as the previous run left it
             self.report.segments.append(report)
-            for sync in chosen:
-                idle = SyncReport(segment.name, sync.destination, sync.mode)
-                if sync.identifiers and sync.mode != "trigger":  # still unsendable: counted, as plan does
-                    idle.skipped = self.store.count_unsendable(segment.name, sync.name, sync.identifiers.values())
-                self.report.syncs.append(idle)
+            self.report.syncs.extend(SyncReport(segment.name, s.destination, s.mode) for s in chosen)
             report.seconds = time.monotonic() - started
             if result.previous is not None:
                 self.known[segment.name] = result.previous
