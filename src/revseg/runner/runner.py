@@ -156,9 +156,17 @@ class Runner:
         for selector in selectors:
             matched = self._select(selector)
             if not matched:
-                raise UsageError(f"--select {selector!r} matches no segment{did_you_mean(selector, order)}")
+                raise UsageError(f"--select {selector!r} matches no segment"
+                                 f"{did_you_mean(selector, self._selectors(order))}")
             chosen |= matched
         return [name for name in order if name in chosen]
+
+    def _selectors(self, order: list[str]) -> list[str]:
+        """Every selector that matches something: names, then ``tag:T``, then ``destination:D``."""
+        segments = self.project.segments.values()
+        tags = sorted({tag for s in segments for tag in s.tags})
+        destinations = sorted({y.destination for s in segments for y in s.syncs})
+        return [*order, *(f"tag:{t}" for t in tags), *(f"destination:{d}" for d in destinations)]
 
     def _select(self, selector: str) -> set[str]:
         segments = self.project.segments
