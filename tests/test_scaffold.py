@@ -154,6 +154,7 @@ def test_project_name_is_a_valid_name(directory: str, name: str) -> None:
         (["history", "cart_abandoner"], "unknown segment 'cart_abandoner' (did you mean 'cart_abandoners'?)"),
         (["preview", "big_spenders", "--as-of", "yesterday"], "Invalid value for '--as-of': 'yesterday' is not an ISO-8601"),
         (["sync", "--as-of", "2026-13-01"], "Invalid value for '--as-of': '2026-13-01' is not an ISO-8601"),
+        (["synk"], "No such command 'synk' (did you mean 'sync'?)."),
     ],
 )
 def test_a_typo_says_what_was_meant_and_exits_2(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -162,6 +163,7 @@ def test_a_typo_says_what_was_meant_and_exits_2(tmp_path: Path, args: list[str],
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+    assert "python -m" not in result.stderr  # usage lines name the command users type
 
 
 def test_counts_read_as_english(tmp_path: Path) -> None:

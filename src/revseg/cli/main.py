@@ -116,7 +116,19 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds") + "Z" if not moment.microsecond else moment.isoformat() + "Z"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandGroup(click.Group):
+    """click's group, with a "did you mean" for a mistyped command (`revseg synk`)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        from revseg.errors import did_you_mean
+
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            ctx.fail(f"No such command '{name}'{did_you_mean(name, self.list_commands(ctx))}.")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="revseg")
 def main() -> None:
     """revseg: warehouse-native reverse ETL for real-time customer segmentation."""
