@@ -185,3 +185,15 @@ def test_tables_right_align_numbers_and_mark_cut_cells() -> None:
     assert lines[0] == "id     ltv  " + "name".ljust(60).rstrip()
     assert lines[2] == "7   1234.5  " + "x" * 59 + "…"
     assert lines[3] == "12       3"
+
+
+def test_the_wrong_directory_says_where_the_project_is(tmp_path: Path) -> None:
+    scaffold_project(tmp_path / "myproj")
+    inside = revseg("validate", cwd=tmp_path / "myproj" / "segments")
+    assert inside.returncode == 2
+    assert f"the project is in {tmp_path / 'myproj'}" in inside.stderr and "--project-dir .." in inside.stderr
+    above = revseg("preview", "big_spenders", cwd=tmp_path)
+    assert above.returncode == 2
+    assert "projects below it: myproj" in above.stderr and "--project-dir myproj" in above.stderr
+    missing = revseg("status", "--project-dir", "nowhere", cwd=tmp_path)
+    assert missing.returncode == 2 and f"{tmp_path / 'nowhere'} does not exist" in missing.stderr
