@@ -197,3 +197,12 @@ def test_the_wrong_directory_says_where_the_project_is(tmp_path: Path) -> None:
     assert "projects below it: myproj" in above.stderr and "--project-dir myproj" in above.stderr
     missing = revseg("status", "--project-dir", "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and f"{tmp_path / 'nowhere'} does not exist" in missing.stderr
+
+
+def test_history_json_rounds_seconds_as_sync_json_does(tmp_path: Path) -> None:
+    scaffold_project(tmp_path)
+    assert revseg("sync", "--json", "--project-dir", str(tmp_path)).returncode == 0
+    result = revseg("history", "big_spenders", "--json", "--project-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["seconds"] == round(run["seconds"], 3) and run["members"] == 1
