@@ -119,7 +119,9 @@ def iso(moment: datetime) -> str:
 class CommandGroup(click.Group):
     """click's group, with a "did you mean" for a mistyped command (`revseg synk`)."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         from revseg.errors import did_you_mean
 
         name = args[0] if args else ""
@@ -372,7 +374,8 @@ def summary(report: Any) -> str:
     lines = [f"run {report.run_id} at {iso(report.as_of)}: {report.status}"]
     for seg in report.segments:
         lines.append(f"  {seg.name}: {_plural(seg.members, 'member')}, {seg.entered} entered, {seg.exited} exited "
-                     + ("(skipped: nothing new since the last run)" if seg.mode == "skipped" else f"({seg.seconds:.2f}s)"))
+                     + ("(skipped: nothing new since the last run)" if seg.mode == "skipped"
+                        else f"({seg.seconds:.2f}s)"))
     for s in report.syncs:
         counts = f"+{s.added} -{s.removed} ~{s.updated}"
         if s.mode == "trigger":
