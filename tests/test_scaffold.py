@@ -141,3 +141,68 @@ def test_refuses_a_file_as_the_directory(tmp_path: Path) -> None:
 )
 def test_project_name_is_a_valid_name(directory: str, name: str) -> None:
     assert project_name(Path("/tmp") / directory) == name
+
+
+# -- the first commands, as a new user types them ------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plan", "--select", "tag:retargetin"], "--select 'tag:retargetin' matches no segment (did you mean 'tag:retargeting'?)"),
+        (["plan", "-s", "destination:local_fil"], "(did you mean 'destination:local_file'?)"),
+        (["plan", "-s", "retargeting"], "(did you mean 'tag:retargeting'?)"),
+        (["preview", "big_spender"], "unknown segment 'big_spender' (did you mean 'big_spenders'?)"),
+        (["history", "cart_abandoner"], "unknown segment 'cart_abandoner' (did you mean 'cart_abandoners'?)"),
+        (["preview", "big_spenders", "--as-of", "yesterday"], "Invalid value for '--as-of': 'yesterday' is not an ISO-8601"),
+        (["sync", "--as-of", "2026-13-01"], "Invalid value for '--as-of': '2026-13-01' is not an ISO-8601"),
+        (["synk"], "No such command 'synk' (did you mean 'sync'?)."),
+    ],
+)
+def test_a_typo_says_what_was_meant_and_exits_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    scaffold_project(tmp_path)
+    result = revseg(*args, "--project-dir", str(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "python -m" not in result.stderr  # usage lines name the command users type
+
+
+def test_counts_read_as_english(tmp_path: Path) -> None:
+    scaffold_project(tmp_path)
+    plan = revseg("plan", "--project-dir", str(tmp_path))
+    assert plan.returncode == 0, plan.stderr
+    assert "big_spenders: 1 member (+1 entering, -0 leaving)" in plan.stdout.splitlines()
+    assert "cart_abandoners: 2 members (+2 entering, -0 leaving)" in plan.stdout.splitlines()
+    preview = revseg("preview", "big_spenders", "--project-dir", str(tmp_path))
+    assert "1 of 1 member of big_spenders at " in preview.stderr
+
+
+def test_tables_right_align_numbers_and_mark_cut_cells() -> None:
+    from decimal import Decimal
+
+    from revseg.cli.render import table
+
+    lines = table(["id", "ltv", "name"], [["7", Decimal("1234.5"), "x" * 70], ["12", 3, None]]).splitlines()
+    assert lines[0] == "id     ltv  " + "name".ljust(60).rstrip()
+    assert lines[2] == "7   1234.5  " + "x" * 59 + "…"
+    assert lines[3] == "12       3"
+
+
+def test_the_wrong_directory_says_where_the_project_is(tmp_path: Path) -> None:
+    scaffold_project(tmp_path / "myproj")
+    inside = revseg("validate", cwd=tmp_path / "myproj" / "segments")
+    assert inside.returncode == 2
+    assert f"the project is in {tmp_path / 'myproj'}" in inside.stderr and "--project-dir .." in inside.stderr
+    above = revseg("preview", "big_spenders", cwd=tmp_path)
+    assert above.returncode == 2
+    assert "projects below it: myproj" in above.stderr and "--project-dir myproj" in above.stderr
+    missing = revseg("status", "--project-dir", "nowhere", cwd=tmp_path)
+    assert missing.returncode == 2 and f"{tmp_path / 'nowhere'} does not exist" in missing.stderr
+
+
+def test_history_json_rounds_seconds_as_sync_json_does(tmp_path: Path) -> None:
+    scaffold_project(tmp_path)
+    assert revseg("sync", "--json", "--project-dir", str(tmp_path)).returncode == 0
+    result = revseg("history", "big_spenders", "--json", "--project-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["seconds"] == round(run["seconds"], 3) and run["members"] == 1

@@ -586,3 +586,15 @@ def test_success_exits_0_with_the_documented_json(tmp_path: Path, receiver: Webh
     assert (body["type"], body["sync"], body["segment"], body["run_id"], body["batch"], body["as_of"]) == (
         "segment.membership.changed", "buyers.hooks", "buyers", report["run_id"], 1, "2026-03-01T12:00:00Z")
     assert delivery.headers["webhook-id"] == f"{report['run_id']}_1"
+
+
+# -- output ------------------------------------------------------------------------------
+def test_progress_bars_go_to_stderr_and_leave_stdout_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    """`revseg sync > report.txt` on a terminal: the bars belong on stderr (whose terminal
+    enables them); stdout holds the summary alone, without even a blank line from rich."""
+    from revseg.cli.progress import ProgressView
+
+    with ProgressView(enabled=True) as view:
+        view.update("batch", {"sync": "buyers.hooks", "total": 10, "done": 5})
+        view.update("batch", {"sync": "buyers.hooks", "total": 10, "done": 10})
+    assert capsys.readouterr().out == ""

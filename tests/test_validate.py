@@ -40,6 +40,8 @@ CASES: list[tuple[str, str, str]] = [
      "segments/s.yml:4:11: bad duration '24q'"),
     ("bad-operator", "name: s\nwhere:\n  column: country\n  op: '=='\n  value: US\n",
      "segments/s.yml:4:7: bad operator '==' for column condition (did you mean '='?)"),
+    ("reversed-operator", "name: s\nwhere:\n  column: lifetime_value\n  op: '=>'\n  value: 5\n",
+     "segments/s.yml:4:7: bad operator '=>' for column condition (did you mean '>='?)"),
     ("sql-statements", "name: s\nwhere:\n  sql: \"country = 'US'; DROP TABLE customers\"\n",
      "segments/s.yml:3:8: SQL must be one expression, found 2 statements"),
     ("sql-not-expression", "name: s\nwhere:\n  sql: DROP TABLE customers\n",

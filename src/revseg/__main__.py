@@ -1,5 +1,5 @@
-"""``python -m revseg`` runs the CLI."""
+"""``python -m revseg`` runs the CLI, under the name users type (usage lines, error hints)."""
 
 from revseg.cli.main import main
 
-main()
+main(prog_name="revseg")

@@ -49,9 +49,9 @@ class Context:
 def project_command(fn: F) -> F:
     """Add --project-dir and --target, build the Context, map errors to exit codes."""
 
-    @click.option("--project-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+    @click.option("--project-dir", metavar="DIR", default=".", show_default=True, type=click.Path(file_okay=False),
                   help="Directory holding revseg.yml.")
-    @click.option("--target", default=None, help="Target in revseg.yml to use (default: its target:).")
+    @click.option("--target", metavar="NAME", default=None, help="Target in revseg.yml to use (default: its target:).")
     @functools.wraps(fn)
     def wrapper(project_dir: str, target: str | None, **kwargs: Any) -> Any:
         ctx = _startup(project_dir, target)
@@ -91,14 +91,22 @@ def _startup(project_dir: str, target: str | None) -> Context:
     return ctx
 
 
-def parse_as_of(value: str | None) -> datetime | None:
+def _as_of_option(fn: F) -> F:
+    """``--as-of TS``, parsed by click so that a bad value names the option and exits 2."""
+    return click.option("--as-of", "as_of", metavar="TS", default=None,
+                        callback=lambda _ctx, param, value: parse_as_of(value, param),
+                        help="Evaluate at this instant (ISO-8601; without a zone, UTC).")(fn)
+
+
+def parse_as_of(value: str | None, param: click.Parameter | None = None) -> datetime | None:
     """ISO-8601; a value without a zone is UTC."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 timestamp (e.g. 2026-11-28T17:00:00Z)") from None
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 timestamp (e.g. 2026-11-28T17:00:00Z)",
+                                 param=param) from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
@@ -108,7 +116,21 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds") + "Z" if not moment.microsecond else moment.isoformat() + "Z"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandGroup(click.Group):
+    """click's group, with a "did you mean" for a mistyped command (`revseg synk`)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        from revseg.errors import did_you_mean
+
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            ctx.fail(f"No such command '{name}'{did_you_mean(name, self.list_commands(ctx))}.")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="revseg")
 def main() -> None:
     """revseg: warehouse-native reverse ETL for real-time customer segmentation."""
@@ -164,28 +186,29 @@ def _plural(count: int, word: str) -> str:
 @click.argument("segment")
 @click.option("--dialect", type=click.Choice(["duckdb", "postgres", "snowflake", "bigquery", "databricks"]),
               default=None, help="SQL dialect (default: the target's).")
-@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@_as_of_option
 @click.option("--incremental", is_flag=True, help="Print what an incremental run executes: candidates, then their membership.")
 @project_command
-def compile_(ctx: Context, segment: str, dialect: str | None, as_of: str | None, incremental: bool) -> None:
+def compile_(ctx: Context, segment: str, dialect: str | None, as_of: datetime | None, incremental: bool) -> None:
     """Print the SQL that computes SEGMENT's membership."""
-    ctx.out(ctx.runner.compile(segment, dialect=dialect, as_of=parse_as_of(as_of), incremental=incremental))
+    ctx.out(ctx.runner.compile(segment, dialect=dialect, as_of=as_of, incremental=incremental))
 
 
 @main.command()
 @click.argument("segment")
-@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
-@click.option("--limit", type=click.IntRange(min=0), default=None,
+@_as_of_option
+@click.option("--limit", metavar="N", type=click.IntRange(min=0), default=None,
               help="Show at most N members [default: 50 for table; every member for jsonl and csv].")
 @click.option("--all", "show_all", is_flag=True, help="Show every member.")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
+              help="Output: an aligned table, one JSON object per member, or CSV.")
 @project_command
-def preview(ctx: Context, segment: str, as_of: str | None, limit: int | None, show_all: bool, fmt: str) -> None:
+def preview(ctx: Context, segment: str, as_of: datetime | None, limit: int | None, show_all: bool, fmt: str) -> None:
     """Compute SEGMENT's membership (id and traits) without changing anything."""
     if show_all and limit is not None:
         raise click.UsageError("use --limit N or --all, not both")
     default = 50 if fmt == "table" else None  # machine formats are for piping: all of it
-    result = ctx.runner.preview(segment, as_of=parse_as_of(as_of), limit=None if show_all else (limit if limit is not None else default))
+    result = ctx.runner.preview(segment, as_of=as_of, limit=None if show_all else (limit if limit is not None else default))
     names = list(result.members[0].traits) if result.members else [t.name for t in ctx.runner.project.segments[segment].traits]
     if fmt == "jsonl":
         for member in result.members:
@@ -197,29 +220,29 @@ def preview(ctx: Context, segment: str, as_of: str | None, limit: int | None, sh
         click.echo(csv_text([secrets.redact(n) for n in ["id", *names]], secrets.redact_data(rows)), nl=False)
         return
     ctx.out(table(["id", *names], rows))
-    ctx.out(f"\n{len(result.members)} of {result.total} members of {segment} at {iso(result.as_of)}", err=True)
+    ctx.out(f"\n{len(result.members)} of {_plural(result.total, 'member')} of {segment} at {iso(result.as_of)}", err=True)
 
 
 def _select_option(fn: F) -> F:
-    return click.option("--select", "-s", "select", multiple=True,
+    return click.option("--select", "-s", "select", metavar="S", multiple=True,
                         help="Segment name, tag:NAME or destination:NAME (repeatable).")(fn)
 
 
 @main.command()
 @_select_option
-@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@_as_of_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the shape of sync --json).")
 @project_command
-def plan(ctx: Context, select: tuple[str, ...], as_of: str | None, as_json: bool) -> None:
+def plan(ctx: Context, select: tuple[str, ...], as_of: datetime | None, as_json: bool) -> None:
     """Show what the next sync would add, remove, update and trigger; send nothing."""
-    report = ctx.runner.plan(select, as_of=parse_as_of(as_of))
+    report = ctx.runner.plan(select, as_of=as_of)
     if as_json:
         ctx.out_json(report.as_json())
         return
     rows = [[s.segment, s.destination, s.mode, s.added, s.removed, s.updated, s.triggered, s.skipped]
             for s in report.syncs]
     for seg in report.segments:
-        ctx.out(f"{seg.name}: {seg.members} members ({seg.entered:+d} entering, {-seg.exited:+d} leaving)")
+        ctx.out(f"{seg.name}: {_plural(seg.members, 'member')} (+{seg.entered} entering, -{seg.exited} leaving)")
     if rows:
         ctx.out()
         ctx.out(table(["segment", "destination", "mode", "add", "remove", "update", "trigger", "skipped"], rows))
@@ -230,19 +253,19 @@ def plan(ctx: Context, select: tuple[str, ...], as_of: str | None, as_json: bool
 
 @main.command()
 @_select_option
-@click.option("--as-of", "as_of", default=None, help="Evaluate at this instant (ISO-8601, UTC).")
+@_as_of_option
 @click.option("--full-refresh", is_flag=True, help="Evaluate every segment in full.")
-@click.option("--max-remove-pct", type=click.FloatRange(0, 100), default=None,
+@click.option("--max-remove-pct", metavar="PCT", type=click.FloatRange(0, 100), default=None,
               help="Fail a mirror sync that would remove more than this % of its audience.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run's results.")
 @project_command
-def sync(ctx: Context, select: tuple[str, ...], as_of: str | None, full_refresh: bool,
+def sync(ctx: Context, select: tuple[str, ...], as_of: datetime | None, full_refresh: bool,
          max_remove_pct: float | None, as_json: bool) -> None:
     """Compute segments, diff them in the warehouse, deliver the changes, commit."""
     from revseg.cli.progress import ProgressView
 
     with ProgressView(enabled=not as_json and sys.stderr.isatty()) as view:
-        report = ctx.runner.sync(select, as_of=parse_as_of(as_of), full_refresh=full_refresh,
+        report = ctx.runner.sync(select, as_of=as_of, full_refresh=full_refresh,
                                  max_remove_pct=max_remove_pct, progress=view.update)
     if as_json:
         ctx.out_json(report.as_json())
@@ -262,7 +285,7 @@ def status(ctx: Context, as_json: bool) -> None:
         return
     for seg in result["segments"]:
         lag = f"{seg['freshness_seconds']:.0f}s ago" if seg["freshness_seconds"] is not None else "never run"
-        ctx.out(f"{seg['name']}: {seg['members']} members, last run {seg['last_run'] or '-'} ({lag}), "
+        ctx.out(f"{seg['name']}: {_plural(seg['members'], 'member')}, last run {seg['last_run'] or '-'} ({lag}), "
                 f"+{seg['entered']} -{seg['exited']}")
         for sync in seg["syncs"]:
             ctx.out(f"  -> {sync['destination']} ({sync['mode']}): {sync['status']}, holds {sync['held']}, last "
@@ -288,7 +311,7 @@ def history(ctx: Context, segment: str, as_json: bool) -> None:
         ctx.out(f"{segment} has no runs yet: run `revseg sync --select {segment}`.")
         return
     sizes = [int(r["members"]) for r in runs]
-    ctx.out(f"{segment}: {len(runs)} runs, members {sparkline(sizes)} (min {min(sizes)}, max {max(sizes)})\n")
+    ctx.out(f"{segment}: {_plural(len(runs), 'run')}, members {sparkline(sizes)} (min {min(sizes)}, max {max(sizes)})\n")
     labels = [iso(r["as_of"]) for r in runs]
     notes = [f"  (+{r['entered']} -{r['exited']})" for r in runs]
     ctx.out(bar_chart(labels, sizes, notes))
@@ -309,7 +332,7 @@ def run_(ctx: Context, select: tuple[str, ...], poll_interval: float) -> None:
                           on_report=lambda report: ctx.out(summary(report)))
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
-    ctx.out(f"revseg run: {len(scheduler.names)} segments; Ctrl-C or SIGTERM stops after the batch in flight.",
+    ctx.out(f"revseg run: {_plural(len(scheduler.names), 'segment')}; Ctrl-C or SIGTERM stops after the batch in flight.",
             err=True)
     scheduler.run()
     ctx.out("revseg run: stopped cleanly.", err=True)
@@ -335,7 +358,7 @@ def serve(ctx: Context, select: tuple[str, ...], host: str, port: int, poll_inte
         if kind == "report":
             ctx.out(summary(data["report"]))
         elif kind == "listening":
-            ctx.out(f"revseg serve: listening on {data['url']} ({len(data['segments'])} segments); "
+            ctx.out(f"revseg serve: listening on {data['url']} ({_plural(len(data['segments']), 'segment')}); "
                     "Ctrl-C or SIGTERM stops after the batch in flight.", err=True)
         elif kind == "warning":
             ctx.out(f"revseg serve: warning: {data['message']}", err=True)
@@ -350,8 +373,9 @@ def serve(ctx: Context, select: tuple[str, ...], host: str, port: int, poll_inte
 def summary(report: Any) -> str:
     lines = [f"run {report.run_id} at {iso(report.as_of)}: {report.status}"]
     for seg in report.segments:
-        lines.append(f"  {seg.name}: {seg.members} members, {seg.entered} entered, {seg.exited} exited "
-                     f"({seg.seconds:.2f}s)")
+        lines.append(f"  {seg.name}: {_plural(seg.members, 'member')}, {seg.entered} entered, {seg.exited} exited "
+                     + ("(skipped: nothing new since the last run)" if seg.mode == "skipped"
+                        else f"({seg.seconds:.2f}s)"))
     for s in report.syncs:
         counts = f"+{s.added} -{s.removed} ~{s.updated}"
         if s.mode == "trigger":
@@ -377,7 +401,7 @@ def summary(report: Any) -> str:
               help="Say whether a sandbox is running, with each API's URL and options.")
 @click.option("--secret", envvar="REVSEG_WEBHOOK_SECRET", default=None, show_envvar=True,
               help="whsec_ secret: verify signatures (default: accept unsigned requests).")
-@click.option("--project-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+@click.option("--project-dir", metavar="DIR", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Directory whose .revseg/ holds the sandbox's pid and log.")
 def sandbox(port: int, detach: bool, stop_: bool, status_: bool, secret: str | None,
             project_dir: str) -> None:

@@ -1,4 +1,9 @@
-"""Progress for long syncs: a rich progress bar on a terminal, nothing otherwise."""
+"""Progress for long syncs: a rich progress bar on a terminal, nothing otherwise.
+
+The bars go to stderr, the stream whose terminal enables them: stdout carries the results,
+so `revseg sync > report.txt` gets the summary alone (rich's default console is stdout, where
+a stopped transient display still left a blank line).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if self.enabled:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -24,7 +30,8 @@ class ProgressView:
             )
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), transient=True)
+                                      TimeElapsedColumn(), console=Console(stderr=True),
+                                      transient=True)
             self._progress.start()
         return self
 

@@ -44,17 +44,32 @@ def text(value: Any) -> str:
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain aligned table (stable for logs and CI; rich adds nothing for a pipe)."""
+    """A plain aligned table (stable for logs and CI; rich adds nothing for a pipe).
+
+    Columns of numbers are right-aligned, so their digits line up; a cell is cut at 60
+    characters, with an ellipsis.
+    """
     cells = [[text(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, cell in enumerate(row):
             widths[i] = min(max(widths[i], len(cell)), 60)
+    numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+
+    def cut(value: str) -> str:
+        return value if len(value) <= 60 else value[:59] + "…"
+
     def line(values: list[str]) -> str:
-        return "  ".join(v[:60].ljust(widths[i]) for i, v in enumerate(values)).rstrip()
+        return "  ".join(cut(v).rjust(widths[i]) if numeric[i] else cut(v).ljust(widths[i])
+                         for i, v in enumerate(values)).rstrip()
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(row) for row in cells]
     return "\n".join(out)
+
+
+def _is_number(value: Any) -> bool:
+    """A number, or NULL (an empty cell) in a column of numbers."""
+    return value is None or (isinstance(value, (int, float, Decimal)) and not isinstance(value, bool))
 
 
 def csv_text(headers: list[str], rows: list[list[Any]]) -> str:

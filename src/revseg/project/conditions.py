@@ -53,6 +53,11 @@ _KEYS = {
 # the form a mapping is, when its keys name several (an aggregate also has 'column')
 _PRIORITY = ("all", "any", "not", "event", "aggregate", "segment", "sql", "column")
 _FOLLOW_KEYS = {"event", "model", "within", "where"}
+# operators as other languages spell them; string similarity alone suggests '>' for '=>'
+_OPERATOR_SPELLINGS = {
+    "=>": ">=", "=<": "<=", "==": "=", "<>": "!=", "not in": "not_in", "is null": "is_null",
+    "is not null": "is_not_null", "startswith": "starts_with", "endswith": "ends_with",
+}
 
 
 @dataclass
@@ -165,7 +170,8 @@ class ConditionParser:
         op = node["op"]
         op_path = (*path, "op")
         if not isinstance(op, str) or op not in allowed:
-            hint = did_you_mean(str(op), allowed)
+            meant = _OPERATOR_SPELLINGS.get(str(op).strip().lower())
+            hint = f" (did you mean '{meant}'?)" if meant in allowed else did_you_mean(str(op), allowed)
             self._error(op_path, f"bad operator {op!r} for {what}{hint}; allowed: {', '.join(allowed)}", "operator")
             return None
         value_path = (*path, "value")

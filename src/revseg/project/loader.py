@@ -40,6 +40,22 @@ def load_project(
     return project
 
 
+def _no_project_file(directory: Path) -> str:
+    """Where the project file was looked for, and the likeliest fix: a command run from a
+    project's subfolder (`segments/`) is told where the project is."""
+    if not directory.is_dir():
+        return f"{directory} does not exist: pass --project-dir DIR, the directory holding {PROJECT_FILE}"
+    above = next((d for d in directory.parents if (d / PROJECT_FILE).is_file()), None)
+    if above is not None:
+        return (f"no {PROJECT_FILE} in {directory}; the project is in {above}: run the command there "
+                f"or pass --project-dir {os.path.relpath(above)}")
+    below = sorted(d.name for d in directory.iterdir() if (d / PROJECT_FILE).is_file())
+    if below:
+        return (f"no {PROJECT_FILE} in {directory}; projects below it: {', '.join(below[:5])}: cd into one "
+                f"or pass --project-dir {os.path.relpath(directory / below[0])}")
+    return f"no {PROJECT_FILE} in {directory}: run `revseg init DIR` to scaffold one, or pass --project-dir DIR"
+
+
 def read_project(
     project_dir: Path | str,
     target: str | None = None,
@@ -51,10 +67,7 @@ def read_project(
     directory = Path(project_dir).resolve()
     path = directory / PROJECT_FILE
     if not path.is_file():
-        raise UsageError(
-            f"no {PROJECT_FILE} in {directory}: run `revseg init DIR` to scaffold one, "
-            "or pass --project-dir"
-        )
+        raise UsageError(_no_project_file(directory))
     problems: list[Problem] = []
     secrets = Secrets()
     doc, found = load_yaml(path, directory)

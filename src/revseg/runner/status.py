@@ -52,4 +52,6 @@ def project_status(project: Project, store: StateStore, now: datetime) -> dict[s
 
 
 def segment_history(store: StateStore, segment: str) -> list[dict[str, Any]]:
-    return history.segment_history(store, segment) if store.exists() else []
+    """Past runs, ``seconds`` rounded to the millisecond as in ``sync --json``."""
+    runs = history.segment_history(store, segment) if store.exists() else []
+    return [{**run, "seconds": None if run["seconds"] is None else round(run["seconds"], 3)} for run in runs]
