@@ -146,6 +146,25 @@ def test_a_new_default_entity_forces_a_full_run(tmp_path: Path) -> None:
     assert committed(tmp_path, "germans") == {"7", "8"}
 
 
+def test_related_keys_of_another_type_than_the_entity_key(tmp_path: Path) -> None:
+    """Events keyed by text (as Segment's user_id often is) of an integer entity key: DuckDB
+    joins them with ``=``, so a full run works; the incremental run cut every scan to its
+    candidates with ``IN``, which DuckDB refuses across types (exit 3)."""
+    runner = make(tmp_path, {
+        "viewers": {"event": "view", "within": "7d"},
+        "buyers": {"aggregate": "sum", "model": "orders", "column": "amount", "op": ">=", "value": 10},
+    })
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("ALTER TABLE events ALTER customer_id TYPE VARCHAR")
+        connection.execute("ALTER TABLE orders ALTER customer_id TYPE VARCHAR")
+    check(runner, tmp_path, T, "full")
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("INSERT INTO events VALUES ('2', 'view', ?, ?)", [T, T])
+        connection.execute("INSERT INTO orders VALUES ('2', ?, 20, ?)", [T, T])
+    check(runner, tmp_path, T + timedelta(minutes=5), "incremental")
+    assert committed(tmp_path, "viewers") == committed(tmp_path, "buyers") == {"1", "2"}
+
+
 def update_customer(tmp_path: Path, key: int, country: str, updated_at: datetime) -> None:
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
         connection.execute(
