@@ -126,6 +126,45 @@ def test_ago_edge_at_the_previous_as_of(tmp_path: Path, case: str) -> None:
     assert committed(tmp_path, "edge") != before  # the condition did flip for customer 1
 
 
+def test_a_new_default_entity_forces_a_full_run(tmp_path: Path) -> None:
+    """A segment without ``entity:`` takes the project's: when that changes, the segment reads
+    other entities, though neither its file nor any model changed. The stored membership (keys
+    of the old entity) must not be patched incrementally."""
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("CREATE TABLE accounts (customer_id INTEGER, country VARCHAR, updated_at TIMESTAMP)")
+        connection.execute("INSERT INTO accounts VALUES (7, 'DE', ?), (8, 'DE', ?)",
+                           [T - timedelta(days=3), T - timedelta(days=3)])
+    config = {**CONFIG, "models": {**CONFIG["models"], "accounts": {
+        "table": "accounts", "primary_key": "customer_id", "updated_at": "updated_at"}}}
+    make(tmp_path, {"germans": {"column": "country", "op": "=", "value": "DE"}})
+    write_files(tmp_path, {"revseg.yml": config})
+    runner = Runner(tmp_path)
+    check(runner, tmp_path, T, "full")
+    assert committed(tmp_path, "germans") == {"1", "2"}
+    write_files(tmp_path, {"revseg.yml": {**config, "entity": "accounts"}})
+    check(Runner(tmp_path), tmp_path, T + timedelta(minutes=5), "full")
+    assert committed(tmp_path, "germans") == {"7", "8"}
+
+
+def test_related_keys_of_another_type_than_the_entity_key(tmp_path: Path) -> None:
+    """Events keyed by text (as Segment's user_id often is) of an integer entity key: DuckDB
+    joins them with ``=``, so a full run works; the incremental run cut every scan to its
+    candidates with ``IN``, which DuckDB refuses across types (exit 3)."""
+    runner = make(tmp_path, {
+        "viewers": {"event": "view", "within": "7d"},
+        "buyers": {"aggregate": "sum", "model": "orders", "column": "amount", "op": ">=", "value": 10},
+    })
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("ALTER TABLE events ALTER customer_id TYPE VARCHAR")
+        connection.execute("ALTER TABLE orders ALTER customer_id TYPE VARCHAR")
+    check(runner, tmp_path, T, "full")
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("INSERT INTO events VALUES ('2', 'view', ?, ?)", [T, T])
+        connection.execute("INSERT INTO orders VALUES ('2', ?, 20, ?)", [T, T])
+    check(runner, tmp_path, T + timedelta(minutes=5), "incremental")
+    assert committed(tmp_path, "viewers") == committed(tmp_path, "buyers") == {"1", "2"}
+
+
 def update_customer(tmp_path: Path, key: int, country: str, updated_at: datetime) -> None:
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
         connection.execute(

@@ -75,10 +75,14 @@ class Scope:
     _counter: int = 0
 
     def only_candidates(self, key: exp.Expr) -> list[exp.Expr]:
-        """``key IN (SELECT k FROM candidates)`` when evaluating candidates only."""
+        """``EXISTS (SELECT 1 FROM candidates AS c WHERE c.k = key)`` when evaluating candidates
+        only: compared with ``=``, as the full query joins a model's key to the entity's, so a
+        key of another type than the candidates' ``k`` (text events of an integer entity) is
+        compared as in a full run (DuckDB refuses ``IN`` across types)."""
         if self.candidates is None:
             return []
-        return [key.copy().isin(query=exp.select("k").from_(self.candidates.copy()))]
+        match = exp.EQ(this=exp.column("k", table="cand"), expression=key.copy())
+        return [exp.Exists(this=exp.select("1").from_(exp.alias_(self.candidates.copy(), "cand", table=True)).where(match))]
 
     def fresh(self, prefix: str) -> str:
         self._counter += 1

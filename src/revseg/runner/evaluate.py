@@ -57,8 +57,12 @@ class Evaluation:
 
 
 def definition_hash(project: Project, segment: Segment) -> str:
-    """The segment's definition with everything it reads: a change forces a full run."""
-    parts = [segment.definition, repr(sorted((n, repr(m)) for n, m in project.models.items()))]
+    """The segment's definition with everything it reads: a change forces a full run.
+
+    Beside the segment's own text: its entity (a segment without ``entity:`` takes the
+    project's, which may change under an unchanged file) and the dialect its ``sql:`` is read in."""
+    parts = [segment.definition, segment.entity, project.sql_dialect,
+             repr(sorted((n, repr(m)) for n, m in project.models.items()))]
     parts += sorted(s.definition for s in project.segments.values() if s.name != segment.name)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
