@@ -356,3 +356,22 @@ def test_one_probe_query_per_run_and_each_segment_judged_on_what_it_reads(tmp_pa
     for name in names:
         assert committed(tmp_path, name) == {m.id for m in runner.preview(name, as_of=T).members}
     assert committed(tmp_path, "buyers") == {"1", "2"}
+
+
+def test_a_deleted_order_makes_its_member_leave_at_the_next_run(tmp_path: Path) -> None:
+    """A deleted row carries no watermark: the next run sees the model shrink where nothing
+    arrived, evaluates in full, and the member that row qualified leaves (SPEC 4: an
+    incremental run gives what a full run gives). Appending alone stays incremental."""
+    runner = make(tmp_path, {"buyers": {"aggregate": "count", "model": "orders", "op": ">=", "value": 1}})
+    check(runner, tmp_path, T, "full")
+    assert committed(tmp_path, "buyers") == {"1"}
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("INSERT INTO orders VALUES (2, ?, 5, ?)", [T, T + timedelta(seconds=30)])
+    check(runner, tmp_path, T + timedelta(minutes=1), "incremental")
+    assert committed(tmp_path, "buyers") == {"1", "2"}
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as connection:
+        connection.execute("DELETE FROM orders WHERE customer_id = 1")  # loaded three days ago
+    report = runner.sync(as_of=T + timedelta(minutes=2))
+    assert [s.mode for s in report.segments] == ["full"]
+    assert committed(tmp_path, "buyers") == {"2"}
+    check(runner, tmp_path, T + timedelta(minutes=3), "skipped")

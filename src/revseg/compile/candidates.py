@@ -13,8 +13,9 @@ leaving a ``within`` window (``ts + within``), or a ``{ago: D}`` comparison flip
   entity's ``updated_at``) after ``prev - lookback`` (SPEC 4's watermark).
 
 Evaluating only those, and keeping everyone else's previous membership, gives exactly the
-membership a full run gives, as long as rows arrive within ``lookback`` (late rows and
-deletes in related models are caught by the periodic full run).
+membership a full run gives, as long as rows arrive within ``lookback`` (late rows are
+caught by the periodic full run; a run that finds rows of a related model deleted is full,
+see :func:`revseg.runner.probe.deleted_rows`).
 
 A segment is evaluated incrementally only if every model it reads can show its changes: the
 entity needs ``updated_at``; other models need ``loaded_at`` or ``timestamp``. ``sql:``

@@ -25,6 +25,7 @@ from revseg.compile.candidates import (
     fingerprint_branches,
     fingerprint_of,
     plan_incremental,
+    rows_key,
 )
 from revseg.compile.catalog import Catalog
 from revseg.compile.named_values import named_values
@@ -94,11 +95,51 @@ def probe(project: Project, catalog: Catalog, store: StateStore, segments: Seque
         last = previous.get(segment.name)
         fingerprint = fingerprint_of(values, project, plan, as_of)
         current = fingerprint_of(values, project, plan, last.as_of) if last is not None else None
-        idle = segment.name in due and last is not None and current == _without_keys(last.fingerprint) \
+        if reason is None and last is not None and current is not None:
+            reason = deleted_rows(plan, last.fingerprint, current)
+        idle = reason is None and segment.name in due and last is not None and current == _without_keys(last.fingerprint) \
             and not any(counts.get(name) for name in due[segment.name]) \
             and settled([(s.name, s.max_attempts) for s in segment.syncs], counts)
         out[segment.name] = Probe(plan, reason, fingerprint, current, idle)
     return out
+
+
+def deleted_rows(plan: IncrementalPlan, recorded: Fingerprint | None, current: Fingerprint) -> str | None:
+    """Why a full run is due when rows of a model other than the entity were deleted since the
+    previous run: a deleted event or order carries no watermark, so no incremental run would
+    see the member it qualified (SPEC 4 has every member re-evaluated; a full run does that).
+
+    ``recorded`` was taken by the previous run, ``current`` now, over the same window (the
+    rows changed after the previous as_of minus lookback). A model's rows grew by what
+    arrived minus what was deleted; its window grew by what arrived in it, minus what was
+    deleted in it. Growing less than the window is a deletion before the window that late
+    arrivals do not make up for. (Deletes within the window, or exactly offset by late rows,
+    wait for ``full_refresh_every``. The entity's deletes are found by its key checksum, and
+    its updates move rows into the window without adding any.)"""
+    if not recorded:
+        return None
+    for name in sorted(plan.boundaries):
+        if name == plan.entity:
+            continue
+        counts = [_count(recorded, name), _window(recorded, name), _count(current, name), _window(current, name)]
+        if None in counts:  # recorded by an older revseg, or not a number
+            continue
+        rows, window, now_rows, now_window = counts
+        if now_rows - rows < now_window - window:  # type: ignore[operator]
+            return f"rows of model '{name}' were deleted since the previous run"
+    return None
+
+
+def _count(fingerprint: Fingerprint, model: str) -> int | None:
+    """A model's row count in a fingerprint."""
+    value = fingerprint.get(rows_key(model))
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _window(fingerprint: Fingerprint, model: str) -> int | None:
+    """The count of a model's ``recent`` fingerprint value (``max|count|sum``)."""
+    parts = (fingerprint.get(f"{model}:recent") or "").split("|")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
 def full_reason(segment: Segment, previous: LastRun | None, definition: str, not_incremental: str | None,
