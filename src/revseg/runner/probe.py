@@ -97,11 +97,18 @@ def probe(project: Project, catalog: Catalog, store: StateStore, segments: Seque
         current = fingerprint_of(values, project, plan, last.as_of) if last is not None else None
         if reason is None and last is not None and current is not None:
             reason = deleted_rows(plan, last.fingerprint, current)
-        idle = reason is None and segment.name in due and last is not None and current == _without_keys(last.fingerprint) \
-            and not any(counts.get(name) for name in due[segment.name]) \
-            and settled([(s.name, s.max_attempts) for s in segment.syncs], counts)
+        idle = reason is None and segment.name in due and _idle(segment, last, current, due[segment.name], counts)
         out[segment.name] = Probe(plan, reason, fingerprint, current, idle)
     return out
+
+
+def _idle(segment: Segment, last: LastRun | None, current: Fingerprint | None, due: list[str],
+          counts: Mapping[str, int]) -> bool:
+    """Nothing arrived or changed since the previous run, no entity is due to cross a time
+    boundary (``due``: the names of those counts) and every sync of the segment is settled."""
+    return last is not None and current == _without_keys(last.fingerprint) \
+        and not any(counts.get(name) for name in due) \
+        and settled([(s.name, s.max_attempts) for s in segment.syncs], counts)
 
 
 def deleted_rows(plan: IncrementalPlan, recorded: Fingerprint | None, current: Fingerprint) -> str | None:
