@@ -15,6 +15,8 @@ Mapping (SPEC 5.1):
 
 ``userId`` is required: it is the entity key. Segment also accepts ``anonymousId``-only
 calls, but revseg could not attribute them to an entity, so they are refused with 400.
+``page``, ``screen``, ``group`` and ``alias`` calls in a batch map to no model: they are
+acknowledged and not written, so the valid calls beside them are not lost.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ KB = 1024
 MAX_CALL_BYTES = 32 * KB
 MAX_BATCH_BYTES = 500 * KB
 KINDS = ("track", "identify")
+#: Segment calls that map to no model of revseg: acknowledged in a batch and not written, so
+#: the official clients, which batch every call they are given, do not lose the rest
+IGNORED_KINDS = ("page", "screen", "group", "alias")
 
 
 class BadCall(ValueError):
@@ -146,6 +151,8 @@ class Ingest:
             if size > MAX_CALL_BYTES:
                 raise BadCall(f"{where}the call is {size} bytes, more than the 32 KB allowed per call")
             kind_of = item.get("type")
+            if kind_of in IGNORED_KINDS:
+                continue
             if kind_of not in KINDS:
                 shown = "missing" if kind_of is None else f"{kind_of!r}, which is not supported"
                 raise BadCall(f"{where}type is {shown}: revseg ingests track and identify calls")
