@@ -8,7 +8,7 @@ GET      /metrics                            -       Prometheus text format 0.0.
 GET      /v1/segments                        bearer  every segment: members, as_of, freshness
 GET      /v1/segments/{name}/members         bearer  a page of member ids (limit, cursor)
 GET      /v1/profiles/{id}/segments          bearer  the segments an entity is in
-POST     /v1/track, /v1/identify, /v1/batch  basic   Segment's tracking API (DuckDB targets)
+POST     /v1/track, /v1/identify, /v1/batch  basic   Segment's tracking API (DuckDB, Postgres)
 =======  ==================================  ======  ==========================================
 
 Errors are JSON: ``{"error": "..."}`` on the read API, ``{"success": false, "error": "..."}``
