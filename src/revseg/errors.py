@@ -70,9 +70,19 @@ class UsageError(RevsegError):
 
 
 class WarehouseError(RevsegError):
-    """The warehouse could not be reached, or a query failed."""
+    """The warehouse could not be reached, or a query failed (``reason``: the first line of the
+    engine's own message, without the query, for a caller that reports it elsewhere)."""
 
     exit_code = 3
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message.splitlines()[0]
+
+    @classmethod
+    def query_failed(cls, engine: str, error: BaseException, sql: str) -> WarehouseError:
+        message = str(error).strip()
+        return cls(f"query failed on {engine}: {message}\n  query: {sql[:500]}", message.splitlines()[0] if message else None)
 
 
 class StateError(RevsegError):

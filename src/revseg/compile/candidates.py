@@ -248,12 +248,23 @@ def fingerprint_of(values: dict[str, str], project: Project, plan: IncrementalPl
         out[rows_key(name)] = values[rows_key(name)]
         change = change_column(project, plan, name)
         if change is not None:
-            out[f"{name}:recent"] = values[recent_key(name, change, since)]
+            out[window_key(name)] = values[recent_key(name, change, since)]
     return out
 
 
 def recent_key(model: str, change: str | None, since: datetime) -> str:
+    """The key of a model's recent changes since ``since`` in a probe's query."""
     return f"{model}:recent:{change}@{since.isoformat()}"
+
+
+def window_key(model: str) -> str:
+    """The fingerprint value of a model's recent changes (``max|count|sum``), as recorded."""
+    return f"{model}:recent"
+
+
+#: the suffix of the fingerprint key of an entity's key checksum (``customers:keys``), taken
+#: only when a segment is evaluated (see key_checksum_query)
+KEYS = ":keys"
 
 
 def rows_key(model: str) -> str:

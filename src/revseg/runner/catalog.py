@@ -34,7 +34,7 @@ def read_catalog(project: Project, warehouse: Warehouse) -> tuple[Catalog, list[
                 columns = warehouse.query_columns(model.query)
             except WarehouseError as exc:
                 problems.append(Problem(model.key_positions.get("sql", model.position),
-                                        f"model '{model.name}' sql: {_reason(exc)}", "sql"))
+                                        f"model '{model.name}' sql: {exc.reason}", "sql"))
                 continue
         catalog.add(model.name, [ColumnInfo(c.name, classify(c.type), c.type) for c in columns])
         for key, column in _column_keys(model).items():
@@ -65,7 +65,7 @@ def check_segments(project: Project, catalog: Catalog, warehouse: Warehouse, as_
                 warehouse.query_columns(membership_query(project, catalog, segment.name, as_of))
             except WarehouseError as exc:
                 problems.append(Problem(segment.sql_position or segment.position,
-                                        f"segment '{segment.name}' sql: {_reason(exc)}", "sql"))
+                                        f"segment '{segment.name}' sql: {exc.reason}", "sql"))
         for fragment in fragments(project, catalog, segment):
             problems.extend(_check_fragment(warehouse, segment.name, fragment))
     return problems
@@ -75,19 +75,13 @@ def _check_fragment(warehouse: Warehouse, segment: str, fragment: Fragment) -> l
     try:
         columns = warehouse.query_columns(fragment.query)
     except WarehouseError as exc:
-        return [Problem(fragment.position, f"segment '{segment}' {fragment.what}: {_reason(exc)}", "sql")]
+        return [Problem(fragment.position, f"segment '{segment}' {fragment.what}: {exc.reason}", "sql")]
     kind = classify(columns[0].type) if columns else Kind.BOOL
     if fragment.boolean and kind is not Kind.BOOL:
         return [Problem(fragment.position, f"segment '{segment}' {fragment.what}: the expression is a "
                         f"{columns[0].type.lower()}, not true or false: make it a comparison "
                         "(e.g. `lifetime_value + 1 > 100`)", "sql")]
     return []
-
-
-def _reason(exc: WarehouseError) -> str:
-    """The engine's own message: the first line, without the query it quotes."""
-    first = str(exc).splitlines()[0] if str(exc) else "the query failed"
-    return first.split(": ", 1)[1] if first.startswith("query failed") and ": " in first else first
 
 
 def _column_keys(model: object) -> dict[str, str]:

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlglot import exp
 
 from revseg.compile.candidates import (
+    KEYS,
     Fingerprint,
     IncrementalPlan,
     candidates_query,
@@ -28,9 +29,9 @@ from revseg.compile.candidates import (
 from revseg.compile.catalog import Catalog
 from revseg.compile.delta import HASH, stage_query
 from revseg.compile.membership import ID, membership_query
+from revseg.runner.probe import Probe
 from revseg.spec.project import Project, Segment
 from revseg.state.store import StateStore
-from revseg.runner.probe import KEYS, Probe
 from revseg.state.watermarks import LastRun
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlglot import exp
 
 from revseg.compile.candidates import (
+    KEYS,
     Fingerprint,
     IncrementalPlan,
     NotIncremental,
@@ -26,16 +27,13 @@ from revseg.compile.candidates import (
     fingerprint_of,
     plan_incremental,
     rows_key,
+    window_key,
 )
 from revseg.compile.catalog import Catalog
 from revseg.compile.named_values import named_values
 from revseg.spec.project import Project, Segment
 from revseg.state.store import StateStore
 from revseg.state.watermarks import LastRun, due_count, settled, settled_counts
-
-#: the fingerprint key of the entity's key checksum (taken only when a segment is evaluated)
-KEYS = ":keys"
-
 
 @dataclass(frozen=True)
 class Probe:
@@ -145,7 +143,7 @@ def _count(fingerprint: Fingerprint, model: str) -> int | None:
 
 def _window(fingerprint: Fingerprint, model: str) -> int | None:
     """The count of a model's ``recent`` fingerprint value (``max|count|sum``)."""
-    parts = (fingerprint.get(f"{model}:recent") or "").split("|")
+    parts = (fingerprint.get(window_key(model)) or "").split("|")
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 

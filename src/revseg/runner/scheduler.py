@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
+from revseg.cron import Cron
 from revseg.destinations.http import EXTRA_TRANSPORT
 from revseg.durations import parse_duration
-from revseg.cron import Cron
 from revseg.runner.reports import RunReport
 from revseg.runner.runner import Runner, Session, utc_now
 from revseg.runner.sync import SyncOptions, new_run_id

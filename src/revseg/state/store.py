@@ -341,13 +341,9 @@ class StateStore:
             return 0
         with self.transaction():
             if trigger_on is None:
-                ids = exp.select("id").from_(inflight).where(mine.copy())
-                self.wh.execute(exp.delete(members, where=exp.and_(mine.copy(), exp.column("id").isin(query=ids))))
-                unknown = (
-                    exp.select(_s(sync), exp.column("id"), exp.Null(), exp.true(),
-                               exp.Max(this=exp.column("payload")), timestamp_literal(datetime.utcnow()))
-                    .from_(inflight).where(mine.copy()).group_by("id")
-                )
+                in_flight = exp.and_(mine.copy(), exp.column("id").isin(query=self._in_flight_ids(sync)))
+                self.wh.execute(exp.delete(members, where=in_flight))
+                unknown = self._in_flight_as_pending(sync, timestamp_literal(datetime.utcnow()))
                 self.wh.execute(exp.insert(unknown, members, columns=_MEMBER_COLUMNS))
             self.wh.execute(exp.delete(inflight, where=mine.copy()))
             self.wh.execute(exp.delete(self.t("outcomes"), where=mine.copy()))
@@ -357,17 +353,21 @@ class StateStore:
         """The sync's snapshot as ``recover`` would leave it, read only (``plan`` changes no
         state): ids of batches a killed run left in flight count as ``pending``, so a plan
         shows the re-adds and removes the next sync will send."""
-        inflight, members = self.t("inflight"), self.t("sync_members")
-        mine = _eq("sync", sync)
-        ids = exp.select("id").from_(inflight).where(mine.copy())
-        kept = exp.select("sync", "id", "hash", "pending", "payload").from_(members).where(
-            exp.and_(mine.copy(), exp.not_(exp.column("id").isin(query=ids))))
-        unknown = (
+        kept = exp.select("sync", "id", "hash", "pending", "payload").from_(self.t("sync_members")).where(
+            exp.and_(_eq("sync", sync), exp.not_(exp.column("id").isin(query=self._in_flight_ids(sync)))))
+        return exp.union(kept, self._in_flight_as_pending(sync), distinct=False).subquery("held")
+
+    def _in_flight_ids(self, sync: str) -> exp.Select:
+        return exp.select("id").from_(self.t("inflight")).where(_eq("sync", sync))
+
+    def _in_flight_as_pending(self, sync: str, *more: exp.Expr) -> exp.Select:
+        """One snapshot row per id of the sync's batches in flight: its state at the destination
+        is unknown, so no hash and ``pending`` (then ``more`` columns)."""
+        return (
             exp.select(_s(sync), exp.column("id"), exp.cast(exp.Null(), exp.DataType.build("TEXT")), exp.true(),
-                       exp.Max(this=exp.column("payload")))
-            .from_(inflight).where(mine.copy()).group_by("id")
+                       exp.Max(this=exp.column("payload")), *more)
+            .from_(self.t("inflight")).where(_eq("sync", sync)).group_by("id")
         )
-        return exp.union(kept, unknown, distinct=False).subquery("held")
 
     def record_first_run(self, sync: str, run_id: str, now: datetime) -> None:
         """The sync's first run started (its delta is then a backfill, see compile.delta)."""

@@ -163,7 +163,7 @@ class DuckDBWarehouse(Warehouse):
                         f"(now {self._memory_limit or 'DuckDB default'}), e.g. `memory_limit: 4GB`\n  query: {sql[:500]}"
                     ) from None
             except duckdb.Error as exc:
-                raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
+                raise WarehouseError.query_failed("DuckDB", exc, sql) from None
 
     def _set_memory_limit(self, limit: str) -> None:
         self._run(_setting("memory_limit", limit))
@@ -201,7 +201,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             reader = self._conn.sql(sql).to_arrow_reader(batch_size)
         except duckdb.Error as exc:
-            raise WarehouseError(f"query failed on DuckDB: {exc}\n  query: {sql[:500]}") from None
+            raise WarehouseError.query_failed("DuckDB", exc, sql) from None
         yield from reader
 
     def columns(self, table: TableRef) -> list[Column] | None:

@@ -76,7 +76,7 @@ class PostgresWarehouse(Warehouse):
         try:
             return self._conn.execute(sql)
         except psycopg.Error as exc:
-            raise WarehouseError(f"query failed on PostgreSQL: {str(exc).strip()}\n  query: {sql[:500]}") from None
+            raise WarehouseError.query_failed("PostgreSQL", exc, sql) from None
 
     def execute(self, expression: exp.Expr | str) -> None:
         self._run(expression)
@@ -103,7 +103,7 @@ class PostgresWarehouse(Warehouse):
             try:
                 cursor.execute(sql)
             except psycopg.Error as exc:
-                raise WarehouseError(f"query failed on PostgreSQL: {str(exc).strip()}\n  query: {sql[:500]}") from None
+                raise WarehouseError.query_failed("PostgreSQL", exc, sql) from None
             names = [d.name for d in cursor.description]
             while rows := cursor.fetchmany(batch_size):
                 columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
